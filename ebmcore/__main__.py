@@ -1,0 +1,5 @@
+import sys
+
+from ebmcore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,138 @@
+"""The ``ebm`` command. Bad input of any kind exits with status 2 and no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ebmcore import config as cfg
+from ebmcore.errors import DivergenceError, EbmError
+from ebmcore.plugins import PluginHost
+from ebmcore.registry import KINDS
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ebm", description="Train and sample energy-based models from TOML recipes.")
+    p.add_argument("-p", dest="plugins", action="append", default=[], metavar="MODULE",
+                   help="load a plugin module explicitly (repeatable; with EBM_DISABLE_PLUGIN_AUTOLOAD=1 "
+                        "these are the only plugins)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train a recipe")
+    r.add_argument("recipe", type=Path)
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set sampler.step_size=0.02 (TOML value)")
+    r.add_argument("--out", help="run directory (same as --set run.out=DIR)")
+    r.add_argument("--resume", action="store_true", help="continue the run in the run directory")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    v = sub.add_parser("validate", help="check a recipe without running it")
+    v.add_argument("recipe", type=Path)
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    ls = sub.add_parser("list", help="list installed components")
+    ls.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("sample", help="draw samples from a run's latest checkpoint")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("-n", type=int, default=64, help="number of samples")
+    s.add_argument("--out", type=Path, help="picture path (default RUN_DIR/sample.png); the tensor "
+                                            "goes beside it as .safetensors")
+    s.add_argument("--seed", type=int, default=0)
+
+    pl = sub.add_parser("plugins", help="installed plugin distributions")
+    pl.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        host = PluginHost(args.plugins)
+        for failure in host.failures:
+            print(f"warning: {failure}", file=sys.stderr)
+        return _COMMANDS[args.command](args, host)
+    except EbmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DivergenceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, host: PluginHost) -> int:
+    from ebmcore.runner import run_recipe
+
+    record = run_recipe(args.recipe, overrides=args.overrides, out=args.out, resume=args.resume,
+                        host=host, progress=False if args.quiet else None)
+    shown = {k: v for k, v in record.items() if not k.startswith("time/")}
+    print(json.dumps(shown, indent=1))
+    return 0
+
+
+def _validate(args: argparse.Namespace, host: PluginHost) -> int:
+    from ebmcore.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, host.registry, args.overrides)
+    parts = ", ".join(f"{k}={s.type}" for k, s in recipe.sections.items())
+    print(f"{args.recipe}: ok ({parts})")
+    return 0
+
+
+def _list(args: argparse.Namespace, host: PluginHost) -> int:
+    entries = [e for e in host.registry if args.kind in (None, e.component.kind)]
+    rows = [{"kind": e.component.kind, "name": e.component.name, "distribution": e.distribution,
+             "doc": e.component.summary, "fields": cfg.field_docs(e.component.config)} for e in entries]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print("no components installed" + (" (plugin autoloading is off)" if host.pm.list_name_plugin() == []
+                                           else ""))
+    for row in rows:
+        print(f"{row['kind']:<9} {row['name']:<18} [{row['distribution']}] {row['doc']}")
+        for f in row["fields"]:
+            print(f"{'':<11}{f['name']}: {f['type']} = {f['default']}")
+    return 0
+
+
+def _sample(args: argparse.Namespace, host: PluginHost) -> int:
+    import safetensors.torch
+    import torch
+
+    from ebmcore.checkpoint import atomic_write
+    from ebmcore.runner import Run
+
+    if args.n < 1:
+        raise EbmError(f"-n must be at least 1, got {args.n}")
+    run = Run.open(args.run_dir, host=host)
+    rng = torch.Generator(device=run.device).manual_seed(args.seed)
+    x = run.objective.sample(args.n, rng=rng).cpu()
+    out = args.out or args.run_dir / "sample.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run.data.save_samples(x, out)
+    atomic_write(out.with_suffix(".safetensors"), safetensors.torch.save({"x": x}))
+    print(f"{args.n} samples from step {run.step}: {out} and {out.with_suffix('.safetensors')}")
+    return 0
+
+
+def _plugins(args: argparse.Namespace, host: PluginHost) -> int:
+    rows = [{"name": p.name, "distribution": p.distribution, "version": p.version} for p in host.plugins]
+    failed = [{"name": f.name, "distribution": f.distribution, "error": f.error} for f in host.failures]
+    if args.json:
+        print(json.dumps({"plugins": rows, "failed": failed}, indent=1))
+        return 0
+    for r in rows:
+        print(f"{r['distribution']} {r['version']} (plugin '{r['name']}')")
+    if not rows:
+        print("no plugins loaded")
+    return 0
+
+
+_COMMANDS = {"run": _run, "validate": _validate, "list": _list, "sample": _sample, "plugins": _plugins}

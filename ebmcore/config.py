@@ -1,0 +1,179 @@
+"""Structuring plain dicts (from TOML) into frozen attrs configs, with every problem
+reported at once and named by its path (``$.sampler.step_size``).
+
+Types are strict: a string where a number belongs (or the reverse) is an error, never a
+silent conversion. Validators run after structuring so that all of them report, not just
+the first.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.errors import BaseValidationError
+
+from ebmcore.errors import RecipeError, did_you_mean
+
+Problems = list[tuple[str, str]]
+
+
+def _strict(kind: type, accepts: tuple[type, ...], name: str):
+    def structure(value: Any, _type: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {name}, got a boolean ({value!r})")
+        if not isinstance(value, accepts):
+            raise TypeError(f"expected {name}, got {_describe(value)}")
+        return kind(value)
+
+    return structure
+
+
+def _describe(value: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a float", bool: "a boolean",
+             list: "an array", dict: "a table"}
+    return f"{names.get(type(value), type(value).__name__)} ({value!r})"
+
+
+def _structure_literal(value: Any, type_: Any) -> Any:
+    options = typing.get_args(type_)
+    if value not in options or type(value) is not type(options[0]):
+        hint = did_you_mean(str(value), [str(o) for o in options])
+        raise ValueError(f"must be one of {', '.join(repr(o) for o in options)}, got {value!r}{hint}")
+    return value
+
+
+def make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _strict(int, (int,), "an integer"))
+    conv.register_structure_hook(float, _strict(float, (int, float), "a number"))
+    conv.register_structure_hook(str, _strict(str, (str,), "a string"))
+    conv.register_structure_hook(bool, _strict(bool, (bool,), "a boolean"))
+    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _structure_literal)
+    return conv
+
+
+converter = make_converter()
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, (TypeError, ValueError)) and str(exc):
+        return str(exc)
+    if isinstance(exc, cattrs.errors.IterableValidationError):
+        return f"expected {_type_name(type_)}"
+    return f"invalid value: expected {_type_name(type_)}"
+
+
+def _type_name(type_: Any) -> str:
+    if typing.get_origin(type_) is None and isinstance(type_, type):
+        return type_.__name__
+    return str(type_).replace("typing.", "")
+
+
+def unknown_keys(data: dict, cls: type, path: str) -> Problems:
+    """Keys of ``data`` that are not fields of attrs class ``cls``, with suggestions."""
+    names = [a.alias for a in attrs.fields(cls)]
+    return [(f"{path}.{k}", f"unknown key{did_you_mean(k, names)}; valid keys: {', '.join(names) or 'none'}")
+            for k in data if k not in names]
+
+
+def validate(instance: Any, path: str) -> Problems:
+    """Run every attrs validator of ``instance`` (recursively), collecting all failures."""
+    problems: Problems = []
+    for a in attrs.fields(type(instance)):
+        value = getattr(instance, a.name)
+        if a.validator is not None:
+            try:
+                a.validator(instance, a, value)
+            except (TypeError, ValueError) as exc:
+                problems.append((f"{path}.{a.alias}", _validator_message(exc, value)))
+        if attrs.has(type(value)):
+            problems += validate(value, f"{path}.{a.alias}")
+    return problems
+
+
+def _validator_message(exc: Exception, value: Any) -> str:
+    # attrs says "'step_size' must be > 0: -0.1"; the path already names the field
+    text = str(exc.args[0]) if exc.args else str(exc)
+    if text.startswith("'") and "' " in text:
+        text = text.split("' ", 1)[1]
+    return text if repr(value) in text else f"{text} (got {value!r})"
+
+
+def structure(data: Any, cls: type, path: str) -> tuple[Any, Problems]:
+    """Structure ``data`` into ``cls``; returns (instance or None, problems)."""
+    if not isinstance(data, dict):
+        return None, [(path, f"expected a table, got {_describe(data)}")]
+    problems = unknown_keys(data, cls, path)
+    if problems:
+        return None, problems
+    with attrs.validators.disabled():
+        try:
+            instance = converter.structure(data, cls)
+        except BaseValidationError as exc:
+            return None, _paths(exc, path)
+        except (TypeError, ValueError) as exc:
+            return None, [(path, str(exc))]
+    return instance, validate(instance, path)
+
+
+def _paths(exc: BaseValidationError, path: str) -> Problems:
+    out = []
+    for line in cattrs.transform_error(exc, path=path, format_exception=_format):
+        msg, _, where = line.rpartition(" @ ")
+        out.append((where, msg))
+    return out
+
+
+def unstructure(instance: Any) -> dict:
+    """A config as plain TOML-ready data (None values dropped: TOML has no null)."""
+    return _drop_none(converter.unstructure(instance))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def field_docs(cls: type) -> list[dict[str, str]]:
+    """Name, type and default of every field of a config class (for ``ebm list``, docs)."""
+    out = []
+    for a in attrs.fields(cls):
+        default = a.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        out.append({"name": a.alias, "type": _type_name(a.type),
+                    "default": "required" if default is attrs.NOTHING else repr(default),
+                    "doc": a.metadata.get("doc", "")})
+    return out
+
+
+def positive(doc: str = "", **kw: Any) -> Any:
+    """A field that must be > 0."""
+    return attrs.field(validator=attrs.validators.gt(0), metadata={"doc": doc}, **kw)
+
+
+def non_negative(doc: str = "", **kw: Any) -> Any:
+    """A field that must be ≥ 0."""
+    return attrs.field(validator=attrs.validators.ge(0), metadata={"doc": doc}, **kw)
+
+
+def fraction(doc: str = "", **kw: Any) -> Any:
+    """A field in [0, 1]."""
+    return attrs.field(validator=[attrs.validators.ge(0), attrs.validators.le(1)],
+                       metadata={"doc": doc}, **kw)
+
+
+def doc(text: str, **kw: Any) -> Any:
+    """A field with a one-line description (shown by ``ebm list`` and the docs)."""
+    return attrs.field(metadata={"doc": text}, **kw)
+
+
+def raise_problems(problems: Problems, source: str | None = None) -> None:
+    if problems:
+        raise RecipeError(problems, source)

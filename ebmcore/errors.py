@@ -1,0 +1,44 @@
+"""Errors that mean "the user's input is wrong": the CLI prints them and exits with 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class EbmError(Exception):
+    """Bad input: a recipe, a file, a plugin or a command line. Printed without traceback."""
+
+
+class RecipeError(EbmError):
+    """One or more problems in a recipe, each as ``(path, message)``, all reported at once."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        n = len(self.problems)
+        lines = [f"{head}{n} problem{'s' if n != 1 else ''} in recipe:"]
+        lines += [f"  {path}: {msg}" for path, msg in self.problems]
+        return "\n".join(lines)
+
+
+class PluginError(EbmError):
+    """A plugin conflict or an unknown component name."""
+
+
+class CheckpointError(EbmError):
+    """A checkpoint or run directory that cannot be used."""
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite value; the last good checkpoint is kept."""
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

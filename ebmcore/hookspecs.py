@@ -1,0 +1,50 @@
+"""The hooks of ebm. A plugin implements any of them with ``@ebmcore.hookimpl``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ebmcore.registry import Component
+
+hookspec = pluggy.HookspecMarker("ebm")
+hookimpl = pluggy.HookimplMarker("ebm")
+
+
+@hookspec
+def ebm_components() -> list[Component]:
+    """Called once when plugins load. Return the components this plugin provides.
+
+    Each :class:`~ebmcore.Component` names its kind (``data``, ``energy``, ``sampler``,
+    ``generator``, ``objective``), its name in recipes, its config class (the recipe
+    section's schema) and a ``build(config, ctx)`` function.
+    """
+
+
+@hookspec
+def ebm_run_start(run: Any) -> None:
+    """Called after a run is built (or resumed), before its first step.
+
+    ``run`` is the :class:`~ebmcore.runner.Run`: ``run.out``, ``run.recipe``,
+    ``run.objective``, ``run.data``, ``run.step``.
+    """
+
+
+@hookspec
+def ebm_step_end(run: Any, step: int, metrics: dict[str, Any]) -> None:
+    """Called after every optimisation step with that step's metrics as 0-d tensors.
+
+    Converting a tensor to a float forces a host sync: do it only when you need it.
+    """
+
+
+@hookspec
+def ebm_log(run: Any, step: int, record: dict[str, float]) -> None:
+    """Called with each record written to ``metrics.jsonl`` (plain floats)."""
+
+
+@hookspec
+def ebm_run_end(run: Any, record: dict[str, float]) -> None:
+    """Called when a run finishes, with the final evaluation record."""

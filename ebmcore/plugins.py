@@ -1,0 +1,128 @@
+"""Finding and loading plugins: entry points of the group ``ebm``, and ``-p MODULE``.
+
+Bundled plugins are loaded exactly like third-party ones. A plugin that fails to import
+or raises in ``ebm_components`` is recorded with its distribution name and skipped; the
+others keep working.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata as md
+import os
+import traceback
+from collections.abc import Iterable
+
+import attrs
+import pluggy
+
+from ebmcore import hookspecs
+from ebmcore.errors import EbmError
+from ebmcore.registry import Component, Registry
+
+ENTRY_POINT_GROUP = "ebm"
+AUTOLOAD_OFF_ENV = "EBM_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@attrs.frozen
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+
+
+@attrs.frozen
+class PluginFailure:
+    name: str
+    distribution: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"plugin '{self.name}' from '{self.distribution}' failed to load: {self.error}"
+
+
+class PluginHost:
+    """The plugin manager, the registry built from it, and what failed to load."""
+
+    def __init__(self, modules: Iterable[str] = (), *, autoload: bool | None = None):
+        if autoload is None:
+            autoload = not os.environ.get(AUTOLOAD_OFF_ENV)
+        self.pm = pluggy.PluginManager("ebm")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: list[PluginInfo] = []
+        self.failures: list[PluginFailure] = []
+        if autoload:
+            self._load_entry_points()
+        for module in modules:
+            self._load_module(module)
+        self.pm.check_pending()
+        self.registry = self._collect_components()
+
+    def _load_entry_points(self) -> None:
+        seen: set[str] = set()
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            # the same distribution can be visible twice on sys.path (editable + --target)
+            if (ep.name, dist) in seen:
+                continue
+            seen.add((ep.name, dist))
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                self.failures.append(PluginFailure(ep.name, dist, _one_line(exc)))
+                continue
+            self._register(plugin, ep.name, dist, version)
+
+    def _load_module(self, module: str) -> None:
+        try:
+            plugin = importlib.import_module(module)
+        except Exception as exc:
+            raise EbmError(f"-p {module}: cannot import plugin module: {_one_line(exc)}") from exc
+        dist = _distribution_of(module)
+        version = md.version(dist) if dist != module else "?"
+        self._register(plugin, module, dist, version)
+
+    def _register(self, plugin: object, name: str, dist: str, version: str) -> None:
+        if self.pm.is_registered(plugin) or self.pm.get_plugin(name) is not None:
+            return
+        self.pm.register(plugin, name=name)
+        self.plugins.append(PluginInfo(name, dist, version))
+
+    def _collect_components(self) -> Registry:
+        """Call each plugin's ``ebm_components`` on its own, to know who provided what."""
+        dist_of = {p.name: p.distribution for p in self.plugins}
+        registry = Registry()
+        for impl in self.pm.hook.ebm_components.get_hookimpls():
+            dist = dist_of.get(impl.plugin_name, impl.plugin_name)
+            try:
+                components = list(impl.function())
+                for c in components:
+                    if not isinstance(c, Component):
+                        raise TypeError(f"ebm_components returned {type(c).__name__}, not Component")
+            except Exception as exc:
+                self.failures.append(PluginFailure(impl.plugin_name, dist, _one_line(exc)))
+                continue
+            for c in components:
+                registry.add(c, dist)
+        return registry
+
+
+def _distribution_of(module: str) -> str:
+    top = module.split(".")[0]
+    dists = md.packages_distributions().get(top)
+    return dists[0] if dists else module
+
+
+def _one_line(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" ({where.filename}:{where.lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+@functools.cache
+def default_host() -> PluginHost:
+    """The host used by :func:`ebmcore.build` and :func:`ebmcore.run_recipe`: installed
+    plugins, loaded once per process."""
+    return PluginHost()

@@ -1,0 +1,228 @@
+"""Recipes: TOML files that combine components into an experiment.
+
+Each component section (``[data]``, ``[energy]``, ``[sampler]``, ``[generator]``,
+``[objective]``) names its ``type``; the rest of the section is structured with that
+component's config class. ``[run]`` and ``[optim.<group>]`` belong to the runner.
+"""
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import tomli_w
+
+from ebmcore import config as cfg
+from ebmcore.errors import EbmError, PluginError, RecipeError, did_you_mean
+from ebmcore.registry import KINDS, Registry
+
+ALWAYS_REQUIRED = ("data", "energy", "objective")
+
+
+@attrs.frozen
+class RunConfig:
+    """How a run is driven: length, seed, outputs."""
+
+    seed: int = cfg.doc("seed of every random number generator of the run", default=0)
+    steps: int = cfg.positive("optimisation steps", default=1000)
+    out: str = cfg.doc("run directory", default="runs/run")
+    device: str = cfg.doc("torch device the run uses", default="cpu")
+    log_every: int = cfg.positive("steps between metrics.jsonl records", default=10)
+    sample_every: int = cfg.non_negative("steps between sample pictures (0: only at the end)", default=0)
+    checkpoint_every: int = cfg.non_negative("steps between checkpoints (0: only at the end)", default=500)
+    eval_every: int = cfg.non_negative("steps between evaluations (0: only at the end)", default=0)
+    eval_samples: int = cfg.positive("samples drawn by fresh chains for evaluation and pictures", default=2000)
+
+
+def _betas(_inst: Any, _attr: Any, value: tuple[float, float]) -> None:
+    if not all(0 <= b < 1 for b in value):
+        raise ValueError(f"must both be in [0, 1), got {list(value)}")
+
+
+@attrs.frozen
+class OptimConfig:
+    """The optimizer of one parameter group."""
+
+    type: Literal["adam", "adamw", "sgd"] = cfg.doc("optimizer", default="adam")
+    lr: float = cfg.positive("learning rate", default=1e-4)
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), validator=_betas,
+                                             metadata={"doc": "Adam's (β1, β2)"})
+    momentum: float = cfg.non_negative("SGD momentum", default=0.0)
+    weight_decay: float = cfg.non_negative("weight decay", default=0.0)
+    grad_clip: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "clip the group's gradient norm to this value"})
+
+
+@attrs.frozen
+class Section:
+    """A component section: the registry name and its structured config."""
+
+    type: str
+    config: Any
+
+
+@attrs.frozen
+class Recipe:
+    run: RunConfig
+    sections: dict[str, Section]
+    optim: dict[str, OptimConfig]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe as plain data (defaults filled in)."""
+        out: dict[str, Any] = {"run": cfg.unstructure(self.run)}
+        for kind, sec in self.sections.items():
+            out[kind] = {"type": sec.type, **cfg.unstructure(sec.config)}
+        if self.optim:
+            out["optim"] = {g: cfg.unstructure(o) for g, o in self.optim.items()}
+        return out
+
+    def write(self, path: Path) -> None:
+        path.write_text(tomli_w.dumps(self.to_dict()))
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; any problem (missing, not UTF-8, not TOML) names the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise EbmError(f"{path}: no such recipe file") from None
+    except OSError as exc:
+        raise EbmError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise EbmError(f"{path}: not UTF-8 text (byte {exc.start}): is it really a recipe?") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise EbmError(f"{path}: not valid TOML: {exc}") from None
+
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
+_BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-./]*$")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"sampler.step_size=0.02"`` → (["sampler", "step_size"], 0.02).
+
+    The value is TOML; a bare word that is not TOML (``data.name=moons``) is a string.
+    """
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not _KEY.match(key):
+        raise EbmError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. sampler.step_size=0.02")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        if not _BARE_WORD.match(value):
+            raise EbmError(f"--set {text!r}: cannot parse {value!r} as a TOML value "
+                           "(quote strings: key='text')") from None
+        parsed = value
+    return key.split("."), parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a recipe dict (a new dict; the input is untouched)."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise EbmError(f"--set {text!r}: '{where}' is a value, not a table")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def parse_recipe(data: dict[str, Any], registry: Registry, source: str | None = None) -> Recipe:
+    """Structure a recipe dict; raises :class:`RecipeError` listing every problem."""
+    problems: cfg.Problems = []
+    known = ("run", "optim", *KINDS)
+    for key in data:
+        if key not in known:
+            problems.append((f"$.{key}", f"unknown section{did_you_mean(key, known)}; "
+                                         f"sections: {', '.join(known)}"))
+    run, p = cfg.structure(data.get("run", {}), RunConfig, "$.run")
+    problems += p
+
+    sections: dict[str, Section] = {}
+    required = set(ALWAYS_REQUIRED)
+    for kind in KINDS:
+        if kind not in data:
+            continue
+        section, p, needs = _structure_section(kind, data[kind], registry)
+        problems += p
+        required |= set(needs)
+        if section is not None:
+            sections[kind] = section
+    for kind in KINDS:
+        if kind in required and kind not in data:
+            who = [f"{k} '{s.type}'" for k, s in sections.items() if kind in registry.get(k, s.type).requires]
+            why = f" (needed by {', '.join(who)})" if who else ""
+            problems.append((f"$.{kind}", f"missing section [{kind}]{why}"))
+
+    optim: dict[str, OptimConfig] = {}
+    raw_optim = data.get("optim", {})
+    if not isinstance(raw_optim, dict):
+        problems.append(("$.optim", "expected a table of [optim.<group>] tables"))
+        raw_optim = {}
+    for group, raw in raw_optim.items():
+        o, p = cfg.structure(raw, OptimConfig, f"$.optim.{group}")
+        problems += p
+        if o is not None:
+            optim[group] = o
+    cfg.raise_problems(problems, source)
+    return Recipe(run=run, sections=sections, optim=optim)
+
+
+def _structure_section(kind: str, raw: Any, registry: Registry) -> tuple[Section | None, cfg.Problems, tuple[str, ...]]:
+    path = f"$.{kind}"
+    if not isinstance(raw, dict):
+        return None, [(path, f"expected a table [{kind}], got {raw!r}")], ()
+    name = raw.get("type")
+    if name is None:
+        installed = ", ".join(registry.names(kind)) or "none installed"
+        return None, [(f"{path}.type", f"missing: which {kind}? installed: {installed}")], ()
+    if not isinstance(name, str):
+        return None, [(f"{path}.type", f"expected a string, got {name!r}")], ()
+    try:
+        component = registry.get(kind, name)
+    except PluginError as exc:
+        return None, [(f"{path}.type", str(exc))], ()
+    body = {k: v for k, v in raw.items() if k != "type"}
+    config, problems = cfg.structure(body, component.config, path)
+    return (Section(name, config) if config is not None else None), problems, component.requires
+
+
+def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ()) -> Recipe:
+    """Read, override and structure a recipe file."""
+    data = apply_overrides(read_toml(path), list(overrides))
+    return parse_recipe(data, registry, source=str(path))
+
+
+def diff(a: Recipe, b: Recipe, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two recipes."""
+    flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return sorted(k for k in flat_a.keys() | flat_b.keys()
+                  if k not in ignore and flat_a.get(k) != flat_b.get(k))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+__all__ = ["Recipe", "RunConfig", "OptimConfig", "Section", "load_recipe", "parse_recipe",
+           "apply_overrides", "parse_override", "read_toml", "RecipeError"]

@@ -1,0 +1,89 @@
+"""Components and the registry that finds them by (kind, name)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from ebmcore.errors import PluginError, did_you_mean
+
+#: component kinds, spelt as the recipe sections, in build order
+KINDS = ("data", "energy", "sampler", "generator", "objective")
+
+
+@attrs.frozen
+class Component:
+    """A buildable thing a plugin provides.
+
+    ``config`` is an attrs class: the schema of its recipe section (without ``type``).
+    ``build(config, ctx)`` makes the object; ``ctx`` is a :class:`~ebmcore.BuildContext`.
+    ``requires`` names the recipe sections it needs besides its own.
+    """
+
+    kind: str = attrs.field(validator=attrs.validators.in_(KINDS))
+    name: str
+    config: type
+    build: Callable[[Any, Any], Any]
+    requires: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def summary(self) -> str:
+        """One-line description: ``doc``, else the first line of the config's docstring."""
+        text = self.doc or (self.config.__doc__ or "")
+        return text.strip().splitlines()[0] if text.strip() else ""
+
+
+@attrs.frozen
+class Entry:
+    component: Component
+    distribution: str
+
+
+class Registry:
+    """Components by (kind, name), with the distribution that provided each.
+
+    The host owns conflicts: registering a (kind, name) twice is an error naming both
+    distributions.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], Entry] = {}
+
+    def add(self, component: Component, distribution: str) -> None:
+        key = (component.kind, component.name)
+        if key in self._entries:
+            other = self._entries[key].distribution
+            raise PluginError(
+                f"{component.kind} '{component.name}' is registered twice: by '{other}' and "
+                f"by '{distribution}'. Uninstall one of them, or start ebm with "
+                f"EBM_DISABLE_PLUGIN_AUTOLOAD=1 and load the one you want with -p MODULE.")
+        self._entries[key] = Entry(component, distribution)
+
+    def entry(self, kind: str, name: str) -> Entry:
+        if kind not in KINDS:
+            raise PluginError(f"unknown kind '{kind}'{did_you_mean(kind, KINDS)}; kinds: {', '.join(KINDS)}")
+        found = self._entries.get((kind, name))
+        if found is None:
+            raise PluginError(self.unknown_message(kind, name))
+        return found
+
+    def get(self, kind: str, name: str) -> Component:
+        return self.entry(kind, name).component
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(n for k, n in self._entries if k == kind)
+
+    def unknown_message(self, kind: str, name: Any) -> str:
+        installed = self.names(kind)
+        listing = ", ".join(installed) if installed else "none (is a plugin installed?)"
+        return f"unknown {kind} '{name}'{did_you_mean(str(name), installed)}; installed: {listing}"
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(),
+                           key=lambda e: (KINDS.index(e.component.kind), e.component.name)))
+
+    def __len__(self) -> int:
+        return len(self._entries)

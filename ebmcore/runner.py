@@ -1,0 +1,319 @@
+"""The one training loop for every objective: build, iterate, optimise, log, checkpoint.
+
+Determinism: the run's seed fixes module initialisation (torch's global RNG, seeded once
+before building), the training RNG handed to every component, the data order and each
+evaluation's RNG (derived from the seed and the step, so evaluating never shifts
+training). Every RNG state is checkpointed, so ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from torch import Tensor
+
+from ebmcore import checkpoint, recipe as recipe_mod
+from ebmcore.build import BuildContext
+from ebmcore.errors import CheckpointError, DivergenceError, EbmError
+from ebmcore.interfaces import Batch, Data, Objective
+from ebmcore.plugins import PluginHost, default_host
+from ebmcore.recipe import OptimConfig, Recipe
+from ebmcore.registry import KINDS
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for one purpose ("train", "data", "eval/100"), stable across versions."""
+    digest = hashlib.sha256(f"{seed}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def make_rng(seed: int, purpose: str, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, purpose))
+
+
+class BatchStream:
+    """Epochs of random permutations of the training set; checkpointable mid-epoch."""
+
+    def __init__(self, dataset: Batch, batch_size: int, rng: torch.Generator):
+        self.x, self.cond = dataset
+        self.n = len(self.x)
+        if self.n == 0:
+            raise EbmError("the data set is empty")
+        self.batch_size = min(batch_size, self.n)
+        self.rng = rng
+        self.perm = torch.randperm(self.n, generator=rng)
+        self.pos = 0
+
+    def next(self) -> Batch:
+        if self.pos + self.batch_size > self.n:
+            self.perm = torch.randperm(self.n, generator=self.rng)
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return Batch(self.x[idx], None if self.cond is None else self.cond[idx])
+
+    def state(self) -> dict[str, Tensor]:
+        return {"data/perm": self.perm, "data/pos": torch.tensor(self.pos), "rng/data": self.rng.get_state()}
+
+    def restore(self, tensors: dict[str, Tensor]) -> None:
+        self.perm = tensors["data/perm"]
+        self.pos = int(tensors["data/pos"])
+        self.rng.set_state(tensors["rng/data"])
+
+
+class Run:
+    """A built run: components, optimizers, RNGs and the run directory.
+
+    Make one with :meth:`create` (new or ``resume=True``) or :meth:`open` (an existing run
+    directory, for sampling), then call :meth:`train`.
+    """
+
+    def __init__(self, recipe: Recipe, host: PluginHost):
+        self.recipe = recipe
+        self.host = host
+        self.out = Path(recipe.run.out)
+        self.device = torch.device(recipe.run.device)
+        self.step = 0
+        torch.manual_seed(derive_seed(recipe.run.seed, "init"))
+        self.ctx = BuildContext(device=self.device, registry=host.registry)
+        for kind in KINDS:
+            section = recipe.sections.get(kind)
+            if section is None:
+                continue
+            obj = self.ctx.build(kind, section.type, section.config)
+            self.ctx.built[kind] = obj
+            if kind == "data":
+                self.ctx.event_shape = tuple(obj.event_shape)
+                self.ctx.num_classes = obj.num_classes
+        self.data: Data = self.ctx.built["data"]
+        self.objective: Objective = self.ctx.built["objective"].to(self.device)
+        self.optimizers = self._make_optimizers()
+        self.rng = make_rng(recipe.run.seed, "train", self.device)
+        self.stream = BatchStream(self.data.dataset(), self.data.batch_size,
+                                  make_rng(recipe.run.seed, "data", torch.device("cpu")))
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, recipe: Recipe, *, host: PluginHost | None = None, resume: bool = False) -> Run:
+        host = host or default_host()
+        out = Path(recipe.run.out)
+        if resume:
+            stored = recipe_mod.parse_recipe(recipe_mod.read_toml(out / "recipe.toml"), host.registry,
+                                             source=str(out / "recipe.toml"))
+            changed = recipe_mod.diff(stored, recipe, ignore=("run.steps",))
+            if changed:
+                raise EbmError(f"{out}: --resume needs the run's own recipe; these keys differ: "
+                               f"{', '.join(changed)} (only run.steps may change)")
+            run = cls(recipe, host)
+            run._restore_latest()
+        else:
+            if out.exists() and any(out.iterdir()):
+                raise EbmError(f"run directory {out} is not empty: continue it with --resume, "
+                               "or choose another with --out DIR")
+            run = cls(recipe, host)
+        run.out.mkdir(parents=True, exist_ok=True)
+        recipe.write(run.out / "recipe.toml")
+        return run
+
+    @classmethod
+    def open(cls, out: str | Path, *, host: PluginHost | None = None) -> Run:
+        """An existing run directory at its latest checkpoint."""
+        host = host or default_host()
+        path = Path(out) / "recipe.toml"
+        if not path.is_file():
+            raise EbmError(f"{out}: not a run directory (no recipe.toml)")
+        recipe = recipe_mod.parse_recipe(recipe_mod.read_toml(path), host.registry, source=str(path))
+        run = cls(recipe, host)
+        run._restore_latest()
+        return run
+
+    def _make_optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, OptimConfig]]:
+        groups = self.objective.param_groups()
+        extra = set(self.recipe.optim) - set(groups)
+        if extra:
+            raise EbmError(f"$.optim: no parameter group {', '.join(sorted(extra))}; objective "
+                           f"'{self.recipe.sections['objective'].type}' trains: {', '.join(groups)}")
+        out = {}
+        for name, module in groups.items():
+            c = self.recipe.optim.get(name, OptimConfig())
+            params = [p for p in module.parameters() if p.requires_grad]
+            kw: dict[str, Any] = {"lr": c.lr, "weight_decay": c.weight_decay}
+            if c.type == "sgd":
+                kw["momentum"] = c.momentum
+            else:
+                kw["betas"] = c.betas
+            out[name] = (_OPTIMIZERS[c.type](params, **kw), c)
+        return out
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def save_checkpoint(self) -> None:
+        tensors = {f"model/{k}": v for k, v in self.objective.state_dict().items()}
+        meta: dict[str, Any] = {"optim": {}, "versions": _versions(self.host)}
+        for name, (opt, _) in self.optimizers.items():
+            t, m = checkpoint.optimizer_state(opt, f"optim/{name}")
+            tensors.update(t)
+            meta["optim"][name] = m
+        tensors.update(self.stream.state())
+        tensors["rng/train"] = self.rng.get_state()
+        tensors["rng/torch"] = torch.get_rng_state()
+        checkpoint.save(self.checkpoint_dir, self.step, tensors, meta)
+
+    def _restore_latest(self) -> None:
+        step, tensors, meta = checkpoint.load_latest(self.checkpoint_dir)
+        model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+        try:
+            self.objective.load_state_dict(model)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.checkpoint_dir}: checkpoint does not fit the recipe's model: "
+                                  f"{str(exc).splitlines()[0]}") from None
+        for name, (opt, _) in self.optimizers.items():
+            checkpoint.restore_optimizer(opt, f"optim/{name}", tensors, meta["optim"][name])
+        self.stream.restore(tensors)
+        self.rng.set_state(tensors["rng/train"])
+        torch.set_rng_state(tensors["rng/torch"])
+        self.step = step
+        _truncate_metrics(self.out / "metrics.jsonl", step)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def train(self, *, progress: bool | None = None) -> dict[str, float]:
+        """Train to ``run.steps``; returns the final record (also in metrics.jsonl)."""
+        from tqdm import tqdm
+
+        cfg, hook = self.recipe.run, self.host.pm.hook
+        hook.ebm_run_start(run=self)
+        first_bad = torch.tensor(-1)
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=None if progress is None else not progress,
+                   desc=self.out.name, unit="step", dynamic_ncols=True)
+        record: dict[str, float] = {}
+        with bar:
+            while self.step < cfg.steps:
+                self.step += 1
+                step = self.step
+                batch = self.stream.next()
+                batch = Batch(batch.x.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
+                metrics = self._optimise(batch)
+                finite = torch.stack([torch.isfinite(v).all() for v in metrics.values()]).all()
+                first_bad = torch.where((first_bad < 0) & ~finite, torch.tensor(step), first_bad)
+                hook.ebm_step_end(run=self, step=step, metrics=metrics)
+                last = step == cfg.steps
+                log, ev = step % cfg.log_every == 0 or last, _due(step, cfg.eval_every) or last
+                pic, ckpt = _due(step, cfg.sample_every) or last, _due(step, cfg.checkpoint_every) or last
+                if log or ev or pic or ckpt:
+                    self._check_finite(first_bad, metrics)
+                if log or ev or pic:
+                    record = {"step": step, **{k: v.item() for k, v in metrics.items()},
+                              "time/elapsed_s": round(time.perf_counter() - t0, 3)}
+                    if ev or pic:
+                        record.update(self._evaluate(step, score=ev, picture=pic, final=last))
+                    if log or ev:
+                        self._log(record)
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss/")},
+                                        refresh=False)
+                if ckpt:
+                    self.save_checkpoint()
+                bar.update(1)
+        hook.ebm_run_end(run=self, record=record)
+        return record
+
+    def _optimise(self, batch: Batch) -> dict[str, Tensor]:
+        self.objective.train()
+        losses, metrics = self.objective.loss(batch, rng=self.rng)
+        out = {f"loss/{g}": loss.detach() for g, loss in losses.items()}
+        out.update({k: v.detach() for k, v in metrics.items()})
+        groups = [g for g in self.optimizers if g in losses]
+        for i, name in enumerate(groups):
+            opt, c = self.optimizers[name]
+            params = [p for group in opt.param_groups for p in group["params"]]
+            opt.zero_grad(set_to_none=True)
+            # each loss updates its own group only, even when the graphs overlap
+            torch.autograd.backward(losses[name], inputs=params, retain_graph=i < len(groups) - 1)
+            norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip else math.inf)
+            out[f"grad_norm/{name}"] = norm.detach()
+            opt.step()
+        return out
+
+    def _check_finite(self, first_bad: Tensor, metrics: dict[str, Tensor]) -> None:
+        bad_step = int(first_bad)
+        if bad_step < 0:
+            return
+        names = [k for k, v in metrics.items() if not torch.isfinite(v).all()] or ["a loss or energy"]
+        kept = checkpoint.steps(self.checkpoint_dir)
+        keep = f"the last good checkpoint is step {kept[-1]}" if kept else "no checkpoint was written yet"
+        raise DivergenceError(f"training diverged at step {bad_step}: non-finite {', '.join(names)}; "
+                              f"stopped, {keep} (in {self.checkpoint_dir})")
+
+    def _evaluate(self, step: int, *, score: bool, picture: bool, final: bool) -> dict[str, float]:
+        """Fresh-chain samples: scored, drawn, and at the end saved with the run's figures."""
+        cfg = self.recipe.run
+        rng = make_rng(cfg.seed, f"eval/{step}", self.device)
+        samples = self.objective.sample(cfg.eval_samples, rng=rng).cpu()
+        if not torch.isfinite(samples).all():
+            raise DivergenceError(f"step {step}: fresh samples contain non-finite values")
+        if picture:
+            (self.out / "samples").mkdir(exist_ok=True)
+            self.data.save_samples(samples, self.out / "samples" / f"step-{step:06d}.png")
+        if final:
+            self.data.save_samples(samples, self.out / "samples.png")
+            checkpoint.atomic_write(self.out / "samples.safetensors", safetensors.torch.save({"x": samples}))
+            self.data.report(self.out, samples, self.ctx.built["energy"])
+        return self.data.evaluate(samples) if score else {}
+
+    def _log(self, record: dict[str, float]) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.host.pm.hook.ebm_log(run=self, step=record["step"], record=record)
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines(keepends=True)
+            if line.strip() and json.loads(line)["step"] <= step]
+    checkpoint.atomic_write(path, "".join(keep).encode())
+
+
+def _versions(host: PluginHost) -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"torch": torch.__version__}
+    try:
+        out["ebmcore"] = md.version("ebmcore")
+    except md.PackageNotFoundError:
+        out["ebmcore"] = "unknown"
+    out.update({p.distribution: p.version for p in host.plugins})
+    return out
+
+
+def run_recipe(source: str | Path | dict, *, overrides: list[str] = (), out: str | None = None,
+               resume: bool = False, host: PluginHost | None = None,
+               progress: bool | None = None) -> dict[str, float]:
+    """Run a recipe (a path or a dict) from Python; returns the final record."""
+    host = host or default_host()
+    overrides = list(overrides) + ([f"run.out={json.dumps(str(out))}"] if out else [])
+    if isinstance(source, dict):
+        recipe = recipe_mod.parse_recipe(recipe_mod.apply_overrides(source, overrides), host.registry)
+    else:
+        recipe = recipe_mod.load_recipe(source, host.registry, overrides)
+    return Run.create(recipe, host=host, resume=resume).train(progress=progress)

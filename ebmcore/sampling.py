@@ -1,0 +1,57 @@
+"""The loop shared by every sampler, and the helpers kernels use.
+
+This is the hottest path of the library: no host syncs, no per-step Python beyond the
+kernel call, gradients only with respect to x.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+def energy_and_grad(energy: nn.Module, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """E(x) per example and ∇ₓ ΣE, both detached."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        e = energy(x) if cond is None else energy(x, cond)
+        (g,) = torch.autograd.grad(e.sum(), x)
+    return e.detach(), g
+
+
+@contextlib.contextmanager
+def sampling_mode(energy: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients while sampling; both restored afterwards."""
+    params = [p for p in energy.parameters() if p.requires_grad]
+    was_training = energy.training
+    energy.eval()
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        energy.train(was_training)
+
+
+def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
+              rng: torch.Generator, cond: Tensor | None = None,
+              mask: Tensor | None = None) -> Tensor:
+    """Drive ``sampler``'s kernel for ``n_steps`` from ``x0``; return detached samples.
+
+    ``mask`` marks observed coordinates: they are reset to ``x0`` after every step, so a
+    kernel needs no masking logic of its own.
+    """
+    x0 = x0.detach()
+    with sampling_mode(energy), torch.no_grad():
+        state = sampler.init(x0, energy, cond)
+        for _ in range(n_steps):
+            state, _info = sampler.step(state, energy, rng=rng, cond=cond)
+            if mask is not None:
+                state = sampler.init(torch.where(mask, x0, state.x), energy, cond)
+    return state.x.detach()

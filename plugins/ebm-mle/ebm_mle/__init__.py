@@ -1,0 +1,20 @@
+"""Maximum-likelihood learning for ebm, and the generators that start its chains."""
+
+from ebmcore import Component, hookimpl
+from ebm_mle.generators import (DataInit, DataInitConfig, GaussianNoise, GaussianNoiseConfig,
+                                ReplayBuffer, ReplayBufferConfig, UniformNoise, UniformNoiseConfig)
+from ebm_mle.objective import MaximumLikelihood, MLEConfig
+
+__all__ = ["DataInit", "GaussianNoise", "MaximumLikelihood", "ReplayBuffer", "UniformNoise"]
+
+
+@hookimpl
+def ebm_components():
+    return [
+        Component("generator", "uniform", UniformNoiseConfig, UniformNoise.from_config),
+        Component("generator", "gaussian", GaussianNoiseConfig, GaussianNoise.from_config),
+        Component("generator", "replay_buffer", ReplayBufferConfig, ReplayBuffer.from_config),
+        Component("generator", "data", DataInitConfig, DataInit.from_config),
+        Component("objective", "mle", MLEConfig, MaximumLikelihood.from_config,
+                  requires=("energy", "sampler", "generator")),
+    ]

@@ -1,0 +1,160 @@
+"""Where chains start. Noise gives short-run chains (Nijkamp et al. 2019), a replay buffer
+gives persistent chains (Du & Mordatch 2019), the data batch gives contrastive divergence."""
+
+import attrs
+import torch
+from torch import Tensor
+
+from ebmcore import Generator
+from ebmcore import config as cfg
+
+
+def _below(other: str):
+    def check(inst, attr, value):
+        if not value < getattr(inst, other):
+            raise ValueError(f"must be < {other} ({getattr(inst, other)}), got {value}")
+    return check
+
+
+@attrs.frozen
+class UniformNoiseConfig:
+    """Uniform noise on [low, high]: short-run chains from noise."""
+
+    low: float = attrs.field(default=-1.0, validator=_below("high"), metadata={"doc": "lower bound"})
+    high: float = cfg.doc("upper bound", default=1.0)
+
+
+@attrs.frozen
+class GaussianNoiseConfig:
+    """Gaussian noise N(mean, std²): short-run chains from noise."""
+
+    mean: float = cfg.doc("mean of every coordinate", default=0.0)
+    std: float = cfg.positive("standard deviation", default=1.0)
+
+
+class _Noise(Generator):
+    def __init__(self, event_shape, device=None):
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        self.device = torch.device(device or "cpu")
+
+    def _randn(self, n: int, rng: torch.Generator) -> Tensor:
+        return torch.randn((n, *self.event_shape), generator=rng, device=self.device)
+
+
+class UniformNoise(_Noise):
+    def __init__(self, event_shape, low: float = -1.0, high: float = 1.0, device=None):
+        super().__init__(event_shape, device)
+        self.low, self.high = low, high
+
+    @classmethod
+    def from_config(cls, c: UniformNoiseConfig, ctx) -> "UniformNoise":
+        return cls(ctx.need_event_shape("generator 'uniform'"), c.low, c.high, ctx.device)
+
+    def sample(self, n, *, rng, cond=None, data=None):
+        u = torch.rand((n, *self.event_shape), generator=rng, device=self.device)
+        return u.mul_(self.high - self.low).add_(self.low)
+
+
+class GaussianNoise(_Noise):
+    def __init__(self, event_shape, mean: float = 0.0, std: float = 1.0, device=None):
+        super().__init__(event_shape, device)
+        self.mean, self.std = mean, std
+
+    @classmethod
+    def from_config(cls, c: GaussianNoiseConfig, ctx) -> "GaussianNoise":
+        return cls(ctx.need_event_shape("generator 'gaussian'"), c.mean, c.std, ctx.device)
+
+    def sample(self, n, *, rng, cond=None, data=None):
+        return self._randn(n, rng).mul_(self.std).add_(self.mean)
+
+
+def _noise_from(c, event_shape, device) -> _Noise:
+    if c.fresh == "uniform":
+        return UniformNoise(event_shape, c.low, c.high, device)
+    return GaussianNoise(event_shape, 0.0, c.std, device)
+
+
+@attrs.frozen
+class ReplayBufferConfig:
+    """Persistent chains: restart from a buffer of past chain ends, a fraction from fresh noise."""
+
+    size: int = cfg.positive("number of stored samples", default=10000)
+    reinit: float = cfg.fraction("fraction of chains started from fresh noise", default=0.05)
+    fresh: str = attrs.field(default="uniform", validator=attrs.validators.in_(("uniform", "gaussian")),
+                             metadata={"doc": "fresh noise: 'uniform' on [low, high] or 'gaussian' with std"})
+    low: float = attrs.field(default=-1.0, validator=_below("high"), metadata={"doc": "uniform lower bound"})
+    high: float = cfg.doc("uniform upper bound", default=1.0)
+    std: float = cfg.positive("gaussian standard deviation", default=1.0)
+
+
+class ReplayBuffer(Generator):
+    """A ring buffer of chain ends (IGEBM): ``sample`` draws stored points (and fresh noise
+    with probability ``reinit``); ``update`` writes the chain ends back, oldest first out."""
+
+    def __init__(self, event_shape, size: int = 10000, reinit: float = 0.05,
+                 noise: Generator | None = None, device=None):
+        super().__init__()
+        self.noise = noise or UniformNoise(event_shape, device=device)
+        self.size, self.reinit = size, reinit
+        self.register_buffer("x", torch.zeros((size, *event_shape), device=device))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long, device=device))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long, device=device))
+
+    @classmethod
+    def from_config(cls, c: ReplayBufferConfig, ctx) -> "ReplayBuffer":
+        shape = ctx.need_event_shape("generator 'replay_buffer'")
+        return cls(shape, c.size, c.reinit, _noise_from(c, shape, ctx.device), ctx.device)
+
+    def sample(self, n, *, rng, cond=None, data=None):
+        fresh = self.noise.sample(n, rng=rng)
+        count = int(self.count)
+        if count == 0:
+            return fresh
+        idx = torch.randint(0, count, (n,), generator=rng, device=self.x.device)
+        keep = torch.rand(n, generator=rng, device=self.x.device) >= self.reinit
+        keep = keep.view(n, *([1] * (fresh.dim() - 1)))
+        return torch.where(keep, self.x[idx], fresh)
+
+    def update(self, x: Tensor) -> None:
+        x = x.detach()[-self.size:]
+        n = len(x)
+        pos = (int(self.ptr) + torch.arange(n, device=self.x.device)) % self.size
+        self.x[pos] = x.to(self.x.dtype)
+        self.ptr.fill_((int(self.ptr) + n) % self.size)
+        self.count.fill_(min(int(self.count) + n, self.size))
+
+    def fresh(self, n, *, rng, cond=None):
+        return self.noise.sample(n, rng=rng)
+
+
+@attrs.frozen
+class DataInitConfig:
+    """Contrastive divergence: chains start at the data batch (plus optional noise)."""
+
+    noise_std: float = cfg.non_negative("std of Gaussian noise added to the data", default=0.0)
+    low: float = attrs.field(default=-1.0, validator=_below("high"),
+                             metadata={"doc": "fresh chains for evaluation: uniform lower bound"})
+    high: float = cfg.doc("fresh chains for evaluation: uniform upper bound", default=1.0)
+
+
+class DataInit(Generator):
+    def __init__(self, event_shape, noise_std: float = 0.0, low: float = -1.0, high: float = 1.0, device=None):
+        super().__init__()
+        self.noise_std = noise_std
+        self.noise = UniformNoise(event_shape, low, high, device)
+
+    @classmethod
+    def from_config(cls, c: DataInitConfig, ctx) -> "DataInit":
+        return cls(ctx.need_event_shape("generator 'data'"), c.noise_std, c.low, c.high, ctx.device)
+
+    def sample(self, n, *, rng, cond=None, data=None):
+        if data is None:
+            raise ValueError("generator 'data' (contrastive divergence) needs the data batch")
+        x = data[:n].detach().clone()
+        if self.noise_std > 0:
+            x.add_(torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype), alpha=self.noise_std)
+        return x
+
+    def fresh(self, n, *, rng, cond=None):
+        return self.noise.sample(n, rng=rng)

@@ -1,0 +1,55 @@
+"""A multilayer-perceptron energy for vector data."""
+
+import math
+from typing import Literal
+
+import attrs
+import torch
+from torch import nn
+
+from ebmcore import Energy
+from ebmcore import config as cfg
+
+_ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh,
+                "leaky_relu": lambda: nn.LeakyReLU(0.2), "softplus": nn.Softplus}
+
+
+def _widths(_inst, _attr, value):
+    if not value or any(w < 1 for w in value):
+        raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
+
+
+@attrs.frozen
+class MLPEnergyConfig:
+    """MLP energy E(x) = f(flatten(x)) with hidden layers and a scalar output."""
+
+    hidden: tuple[int, ...] = attrs.field(default=(128, 128), validator=_widths,
+                                          metadata={"doc": "hidden layer widths"})
+    activation: Literal["silu", "relu", "elu", "tanh", "leaky_relu", "softplus"] = cfg.doc(
+        "activation between layers (smooth ones give smooth energies)", default="silu")
+    spectral_norm: bool = cfg.doc("spectral normalisation of every linear layer", default=False)
+
+
+class MLPEnergy(Energy):
+    def __init__(self, in_features: int, hidden=(128, 128), activation: str = "silu",
+                 spectral_norm: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        widths = [in_features, *hidden]
+        for a, b in zip(widths, widths[1:]):
+            layers += [_linear(a, b, spectral_norm), _ACTIVATIONS[activation]()]
+        layers.append(_linear(widths[-1], 1, spectral_norm))
+        self.net = nn.Sequential(*layers)
+
+    @classmethod
+    def from_config(cls, c: MLPEnergyConfig, ctx) -> "MLPEnergy":
+        shape = ctx.need_event_shape("energy 'mlp'")
+        return cls(math.prod(shape), c.hidden, c.activation, c.spectral_norm)
+
+    def forward(self, x, cond=None):
+        return self.net(x.flatten(1)).squeeze(-1)
+
+
+def _linear(a: int, b: int, sn: bool) -> nn.Module:
+    layer = nn.Linear(a, b)
+    return nn.utils.parametrizations.spectral_norm(layer) if sn else layer
