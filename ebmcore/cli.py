@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list installed components")
     ls.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--markdown", action="store_true", help="a recipe reference (as in docs/recipes.md)")
 
     s = sub.add_parser("sample", help="draw samples from a run's latest checkpoint")
     s.add_argument("run_dir", type=Path)
@@ -92,14 +93,37 @@ def _list(args: argparse.Namespace, host: PluginHost) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
+    if args.markdown:
+        print(markdown_reference(rows), end="")
+        return 0
     if not rows:
-        print("no components installed" + (" (plugin autoloading is off)" if host.pm.list_name_plugin() == []
-                                           else ""))
+        print("no components installed")
     for row in rows:
         print(f"{row['kind']:<9} {row['name']:<18} [{row['distribution']}] {row['doc']}")
         for f in row["fields"]:
             print(f"{'':<11}{f['name']}: {f['type']} = {f['default']}")
     return 0
+
+
+def markdown_reference(rows: list[dict]) -> str:
+    """Recipe sections as Markdown tables: [run], [optim.<group>], then each component."""
+    from ebmcore.recipe import OptimConfig, RunConfig
+
+    def table(title: str, doc: str, fields: list[dict]) -> str:
+        lines = [f"### {title}", "", doc, ""]
+        if fields:
+            lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
+            pipe = "\\|"  # a literal | would end the table cell
+            lines += [f"| `{f['name']}` | `{f['type'].replace('|', pipe)}` | `{f['default']}` | {f['doc']} |"
+                      for f in fields]
+        return "\n".join(lines) + "\n\n"
+
+    out = table("[run]", RunConfig.__doc__.strip(), cfg.field_docs(RunConfig))
+    out += table("[optim.<group>]", OptimConfig.__doc__.strip(), cfg.field_docs(OptimConfig))
+    for r in rows:
+        out += table(f"[{r['kind']}] type = \"{r['name']}\"", f"{r['doc']} (from `{r['distribution']}`)",
+                     r["fields"])
+    return out
 
 
 def _sample(args: argparse.Namespace, host: PluginHost) -> int:

@@ -45,7 +45,10 @@ class PluginFailure:
 class PluginHost:
     """The plugin manager, the registry built from it, and what failed to load."""
 
-    def __init__(self, modules: Iterable[str] = (), *, autoload: bool | None = None):
+    def __init__(self, modules: Iterable[str] = (), *, autoload: bool | None = None,
+                 plugins: Iterable[object] = ()):
+        """Load installed plugins (unless ``autoload`` is off), then ``modules`` by name
+        (``-p``), then ``plugins``: objects with hook functions, e.g. in a notebook."""
         if autoload is None:
             autoload = not os.environ.get(AUTOLOAD_OFF_ENV)
         self.pm = pluggy.PluginManager("ebm")
@@ -56,6 +59,9 @@ class PluginHost:
             self._load_entry_points()
         for module in modules:
             self._load_module(module)
+        for plugin in plugins:
+            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+            self._register(plugin, name, f"(object {name})", "?")
         self.pm.check_pending()
         self.registry = self._collect_components()
 

@@ -55,10 +55,10 @@ class Registry:
     def add(self, component: Component, distribution: str) -> None:
         key = (component.kind, component.name)
         if key in self._entries:
-            other = self._entries[key].distribution
+            first, second = sorted((self._entries[key].distribution, distribution))
             raise PluginError(
-                f"{component.kind} '{component.name}' is registered twice: by '{other}' and "
-                f"by '{distribution}'. Uninstall one of them, or start ebm with "
+                f"{component.kind} '{component.name}' is registered twice: by '{first}' and "
+                f"by '{second}'. Uninstall one of them, or start ebm with "
                 f"EBM_DISABLE_PLUGIN_AUTOLOAD=1 and load the one you want with -p MODULE.")
         self._entries[key] = Entry(component, distribution)
 

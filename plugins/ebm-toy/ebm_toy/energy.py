@@ -28,12 +28,17 @@ class MLPEnergyConfig:
     activation: Literal["silu", "relu", "elu", "tanh", "leaky_relu", "softplus"] = cfg.doc(
         "activation between layers (smooth ones give smooth energies)", default="silu")
     spectral_norm: bool = cfg.doc("spectral normalisation of every linear layer", default=False)
+    reference_std: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "add ‖x‖²/(2σ²), a Gaussian reference distribution (Xie et al. 2016)"})
 
 
 class MLPEnergy(Energy):
     def __init__(self, in_features: int, hidden=(128, 128), activation: str = "silu",
-                 spectral_norm: bool = False):
+                 spectral_norm: bool = False, reference_std: float | None = None):
         super().__init__()
+        # the reference term keeps exp(−E) normalisable and pulls far-away chains back
+        self.reference_std = reference_std
         layers: list[nn.Module] = []
         widths = [in_features, *hidden]
         for a, b in zip(widths, widths[1:]):
@@ -44,10 +49,14 @@ class MLPEnergy(Energy):
     @classmethod
     def from_config(cls, c: MLPEnergyConfig, ctx) -> "MLPEnergy":
         shape = ctx.need_event_shape("energy 'mlp'")
-        return cls(math.prod(shape), c.hidden, c.activation, c.spectral_norm)
+        return cls(math.prod(shape), c.hidden, c.activation, c.spectral_norm, c.reference_std)
 
     def forward(self, x, cond=None):
-        return self.net(x.flatten(1)).squeeze(-1)
+        x = x.flatten(1)
+        e = self.net(x).squeeze(-1)
+        if self.reference_std is not None:
+            e = e + x.pow(2).sum(1) / (2 * self.reference_std**2)
+        return e
 
 
 def _linear(a: int, b: int, sn: bool) -> nn.Module:

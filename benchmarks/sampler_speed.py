@@ -1,0 +1,167 @@
+"""Speed of ebm's Langevin sampler against a minimal hand-written torch loop.
+
+What it measures: chain-steps per second (batch × steps / seconds) of
+
+* ebm:  ``ebm_langevin.Langevin(step_size=s, n_steps=K, noise=σ).run(x0, energy, rng=rng)``
+* hand: parameters ``requires_grad_(False)``; per step ``x.requires_grad_(True)``,
+  ``g, = torch.autograd.grad(E(x).sum(), x)``, then under ``no_grad``
+  ``x = x − s·g + σ·randn_like(x)``
+
+on the same energy module, with the same s and σ, for three workloads (a wide and a narrow
+batch through a small MLP, and a small conv net on 1×28×28).
+
+How: one process, ``torch.set_num_threads(2)`` (``--threads`` to change it). Both loops are warmed up, then run
+alternately (ABAB…) from a fresh x0 of the same shape each repeat; the median time of each
+is reported. Interleaving makes the *ratio* robust to a busy machine even when the absolute
+numbers are not. ``ratio = ebm / hand`` steps/s from the medians: 1.0 means ebm adds no
+overhead, below 1 means ebm is slower. ``paired`` is the median of the per-pair ratios
+(hand time / ebm time of back-to-back runs), which also cancels slow drifts in load; if the
+two columns disagree a lot the machine was too noisy, so rerun with more ``--repeats``.
+The target is ratio ≥ 0.97 on every workload.
+
+Known, intended difference: ebm draws its noise with ``torch.randn(..., generator=rng)``
+(explicit RNG, reproducible chains); the hand loop uses ``randn_like`` on the global RNG.
+ebm also switches the energy to eval mode and turns parameter gradients off and back on
+around every chain (``sampling_mode``); the hand loop toggles ``requires_grad`` likewise.
+
+Usage: ``python benchmarks/sampler_speed.py [--quick] [--json PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from ebm_langevin import Langevin
+
+STEP = 0.01
+NOISE = math.sqrt(2 * STEP)
+
+
+class Energy(nn.Module):
+    """A network with a scalar head; E(x) of shape (batch,)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, cond=None):
+        return self.net(x).squeeze(-1)
+
+
+def mlp() -> Energy:
+    return Energy(nn.Sequential(nn.Linear(2, 128), nn.SiLU(), nn.Linear(128, 128), nn.SiLU(),
+                                nn.Linear(128, 1)))
+
+
+def conv() -> Energy:
+    return Energy(nn.Sequential(
+        nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.SiLU(),   # 14×14
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.SiLU(),  # 7×7
+        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),  # 4×4
+        nn.Flatten(), nn.Linear(64 * 4 * 4, 1)))
+
+
+# name, energy factory, event shape, batch, steps
+WORKLOADS = [
+    ("mlp b4096 k100", mlp, (2,), 4096, 100),
+    ("mlp b64 k200", mlp, (2,), 64, 200),
+    ("conv28 b128 k60", conv, (1, 28, 28), 128, 60),
+]
+
+
+def hand_loop(x, energy, n_steps, s=STEP, sigma=NOISE):
+    params = list(energy.parameters())
+    for p in params:
+        p.requires_grad_(False)
+    for _ in range(n_steps):
+        x.requires_grad_(True)
+        g, = torch.autograd.grad(energy(x).sum(), x)
+        with torch.no_grad():
+            x = x - s * g + sigma * torch.randn_like(x)
+    for p in params:
+        p.requires_grad_(True)
+    return x
+
+
+def ebm_loop(x, energy, n_steps, rng):
+    return Langevin(step_size=STEP, n_steps=n_steps, noise=NOISE).run(x, energy, rng=rng)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def bench(make_energy, shape, batch, steps, repeats, warmup):
+    torch.manual_seed(0)
+    energy = make_energy()
+    rng = torch.Generator().manual_seed(0)
+    x0 = lambda: torch.randn(batch, *shape)  # noqa: E731
+    runs = {"ebm": lambda: ebm_loop(x0(), energy, steps, rng),
+            "hand": lambda: hand_loop(x0(), energy, steps)}
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    times = {k: [] for k in runs}
+    for i in range(repeats):
+        # alternate which goes first, so neither always follows the other
+        for k in (("ebm", "hand") if i % 2 == 0 else ("hand", "ebm")):
+            times[k].append(timed(runs[k]))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rate = {k: batch * steps / t for k, t in med.items()}
+    # ratio within each ebm/hand pair, which cancels slow drifts in machine load
+    paired = statistics.median(h / e for e, h in zip(times["ebm"], times["hand"]))
+    return {"ebm_steps_per_s": rate["ebm"], "hand_steps_per_s": rate["hand"],
+            "ratio": rate["ebm"] / rate["hand"], "paired_ratio": paired, "batch": batch,
+            "steps": steps, "repeats": repeats, "times_s": times}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per loop (default 9, quick 3)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    repeats = args.repeats or (3 if args.quick else 9)
+    warmup = 1 if args.quick else 2
+
+    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+               "python": platform.python_version()}
+    print(f"torch {machine['torch']}  threads {machine['threads']}  cpu {machine['cpu']}  "
+          f"repeats {repeats}  (s={STEP}, sigma={NOISE:.4f})")
+    print(f"{'workload':<18} {'ebm steps/s':>12} {'hand steps/s':>13} {'ratio':>7} {'paired':>7}")
+    results = {}
+    for name, make_energy, shape, batch, steps in WORKLOADS:
+        r = bench(make_energy, shape, batch, steps, repeats, warmup)
+        results[name] = r
+        print(f"{name:<18} {r['ebm_steps_per_s']:>12,.0f} {r['hand_steps_per_s']:>13,.0f} "
+              f"{r['ratio']:>7.3f} {r['paired_ratio']:>7.3f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "repeats": repeats, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+import pytest
+import torch
+from torch import nn
+
+from ebm_langevin import Langevin
+from ebm_mle import DataInit, GaussianNoise, MaximumLikelihood, ReplayBuffer, UniformNoise
+from ebmcore import Batch
+
+
+def test_uniform_and_gaussian_noise_have_their_range_and_scale():
+    rng = torch.Generator().manual_seed(0)
+    u = UniformNoise((3,), low=-2.0, high=4.0).sample(20000, rng=rng)
+    assert u.shape == (20000, 3) and u.min() >= -2 and u.max() <= 4
+    assert u.mean().item() == pytest.approx(1.0, abs=0.05)
+    g = GaussianNoise((2,), mean=1.0, std=0.5).sample(20000, rng=rng)
+    assert g.mean().item() == pytest.approx(1.0, abs=0.02) and g.std().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_replay_buffer_starts_from_noise_then_replays_written_chain_ends():
+    rng = torch.Generator().manual_seed(0)
+    buf = ReplayBuffer((2,), size=100, reinit=0.0, noise=UniformNoise((2,)))
+    first = buf.sample(10, rng=rng)
+    assert first.abs().max() <= 1  # empty buffer: all fresh noise
+    buf.update(torch.full((10, 2), 7.0))
+    assert torch.equal(buf.sample(50, rng=rng), torch.full((50, 2), 7.0))
+    assert int(buf.count) == 10
+
+
+def test_replay_buffer_reinitialises_the_stated_fraction():
+    rng = torch.Generator().manual_seed(0)
+    buf = ReplayBuffer((2,), size=1000, reinit=0.25, noise=UniformNoise((2,)))
+    buf.update(torch.full((1000, 2), 7.0))
+    x = buf.sample(8000, rng=rng)
+    fresh = (x[:, 0] != 7.0).float().mean().item()
+    assert fresh == pytest.approx(0.25, abs=0.02)
+
+
+def test_replay_buffer_is_a_bounded_ring_and_its_state_is_in_the_state_dict():
+    buf = ReplayBuffer((1,), size=4, reinit=0.0)
+    buf.update(torch.arange(6.0).view(6, 1))
+    assert sorted(buf.x.view(-1).tolist()) == [2.0, 3.0, 4.0, 5.0]
+    assert int(buf.count) == 4
+    assert set(buf.state_dict()) >= {"x", "count", "ptr"}
+
+
+def test_contrastive_divergence_starts_at_the_data_batch():
+    data = torch.randn(5, 2)
+    x = DataInit((2,)).sample(5, rng=torch.Generator(), data=data)
+    assert torch.equal(x, data) and x is not data
+
+
+class _Quadratic(nn.Module):
+    """E(x) = ½‖x − μ‖², μ learned: MLE must move μ to the data mean (chains long enough
+    to mix; short ones would bias μ, the short-run effect of Nijkamp et al.)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(2))
+
+    def forward(self, x, cond=None):
+        return 0.5 * (x - self.mu).pow(2).sum(1)
+
+
+def test_mle_learns_the_mean_of_a_gaussian():
+    torch.manual_seed(0)
+    energy = _Quadratic()
+    obj = MaximumLikelihood(energy, Langevin(step_size=0.05, n_steps=150), GaussianNoise((2,)))
+    opt = torch.optim.Adam(obj.param_groups()["energy"].parameters(), lr=0.05)
+    rng = torch.Generator().manual_seed(0)
+    target = torch.tensor([1.5, -0.5])
+    for _ in range(150):
+        batch = Batch(target + torch.randn(256, 2, generator=rng))
+        losses, metrics = obj.loss(batch, rng=rng)
+        opt.zero_grad()
+        losses["energy"].backward()
+        opt.step()
+    assert torch.allclose(energy.mu.detach(), target, atol=0.15), energy.mu
+    assert set(metrics) == {"loss/cd", "energy/data", "energy/sample"}
+
+
+def test_mle_writes_chain_ends_back_to_the_replay_buffer():
+    energy = _Quadratic()
+    buf = ReplayBuffer((2,), size=64, reinit=0.0)
+    obj = MaximumLikelihood(energy, Langevin(step_size=0.05, n_steps=3), buf, alpha=0.1)
+    obj.loss(Batch(torch.randn(16, 2)), rng=torch.Generator())
+    assert int(buf.count) == 16
+    assert energy.mu.grad is None  # sampling left no parameter gradients behind

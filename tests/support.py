@@ -1,0 +1,33 @@
+"""Helpers shared by the tests (importable: pytest puts tests/ on sys.path)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import tomli_w
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A small, fast toy recipe (seconds to run); tests change what they need.
+TINY = {
+    "run": {"seed": 0, "steps": 30, "log_every": 5, "checkpoint_every": 10, "eval_samples": 200},
+    "data": {"type": "toy2d", "name": "eight_gaussians", "batch_size": 64, "n_train": 2000, "n_test": 500},
+    "energy": {"type": "mlp", "hidden": [32, 32]},
+    "sampler": {"type": "langevin", "n_steps": 10, "step_size": 0.01},
+    "generator": {"type": "replay_buffer", "size": 1000, "low": -3.0, "high": 3.0},
+    "objective": {"type": "mle", "alpha": 0.1},
+    "optim": {"energy": {"type": "adam", "lr": 1e-3, "betas": [0.0, 0.999]}},
+}
+
+
+def write_recipe(path: Path, data: dict) -> Path:
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def ebm(*args, env: dict | None = None, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the ebm command line in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ebmcore", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=timeout)

@@ -1,0 +1,99 @@
+"""Plugins: found by entry point, third-party ones installed with pip, conflicts and
+failures reported by distribution, autoloading switchable."""
+
+import ast
+import json
+import subprocess
+import sys
+
+import pytest
+
+from support import ROOT, TINY, ebm, write_recipe
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def _pip_install_target(target, *projects):
+    """The no-network route: build in this environment, install into a folder of its own."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), *map(str, projects)], check=True, capture_output=True)
+    return {"PYTHONPATH": str(target)}
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory):
+    target = tmp_path_factory.mktemp("site")
+    return _pip_install_target(target, ROOT / "examples" / "ebm-plugin-example", FIXTURES / "ebm-broken")
+
+
+def test_pip_installed_third_party_plugin_is_listed_and_runs_in_a_recipe(tmp_path, third_party):
+    r = ebm("list", "energy", "--json", env=third_party)
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["quadratic"]["distribution"] == "ebm-plugin-example"
+    assert rows["quadratic"]["fields"] == [{"name": "init_scale", "type": "float", "default": "1.0",
+                                            "doc": "initial standard deviation of the Gaussian"}]
+    recipe = {**TINY, "energy": {"type": "quadratic"}}
+    r = ebm("run", write_recipe(tmp_path / "r.toml", recipe), "--out", tmp_path / "run", "--quiet",
+            env=third_party)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "run" / "samples.png").exists()
+
+
+def test_a_plugin_that_fails_to_import_is_named_and_the_others_still_work(third_party):
+    r = ebm("list", "--json", env=third_party)
+    assert r.returncode == 0
+    assert "plugin 'broken' from 'ebm-broken' failed to load: ModuleNotFoundError" in r.stderr
+    names = {row["name"] for row in json.loads(r.stdout)}
+    assert {"langevin", "mle", "toy2d", "quadratic"} <= names
+    plugins = json.loads(ebm("plugins", "--json", env=third_party).stdout)
+    assert plugins["failed"][0]["distribution"] == "ebm-broken"
+
+
+def test_two_distributions_registering_the_same_name_is_an_error_naming_both(tmp_path):
+    env = _pip_install_target(tmp_path / "site", FIXTURES / "ebm-dup-a", FIXTURES / "ebm-dup-b")
+    r = ebm("list", env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "energy 'twin' is registered twice: by 'ebm-dup-a' and by 'ebm-dup-b'" in r.stderr
+
+
+def test_autoload_off_lists_nothing_and_p_loads_a_plugin_explicitly():
+    off = {"EBM_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    r = ebm("list", "--json", env=off)
+    assert r.returncode == 0 and json.loads(r.stdout) == []
+    r = ebm("-p", "ebm_langevin", "list", "--json", env=off)
+    assert [(row["kind"], row["name"], row["distribution"]) for row in json.loads(r.stdout)] == [
+        ("sampler", "langevin", "ebm-langevin")]
+
+
+def test_p_with_a_missing_module_exits_2():
+    r = ebm("-p", "no_such_plugin_module", "list")
+    assert r.returncode == 2 and "no_such_plugin_module" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_core_imports_no_plugin():
+    for path in (ROOT / "ebmcore").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("ebm_") for n in names), f"{path} imports {names}"
+    code = ("import sys, ebmcore, ebmcore.cli, ebmcore.runner, ebmcore.testing; "
+            "print([m for m in sys.modules if m.startswith('ebm_')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_unknown_component_lists_what_is_installed():
+    r = ebm("list", "sampler")
+    assert r.returncode == 0 and "langevin" in r.stdout
+    from ebmcore import PluginError, build
+    with pytest.raises(PluginError, match=r"unknown sampler 'langevn' \(did you mean 'langevin'\?\); installed: langevin"):
+        build("sampler", "langevn")
+
+
+def test_build_by_name_validates_like_a_recipe():
+    from ebmcore import RecipeError, build
+    sampler = build("sampler", "langevin", step_size=0.02, n_steps=5)
+    assert sampler.step_size == 0.02 and sampler.n_steps == 5
+    with pytest.raises(RecipeError, match=r"\$\.sampler\.step_size: must be > 0"):
+        build("sampler", "langevin", step_size=-1.0)

@@ -1,0 +1,20 @@
+"""Every recipe in recipes/ runs (two steps) and writes its outputs."""
+
+import pytest
+
+from support import ROOT, ebm
+
+RECIPES = sorted((ROOT / "recipes").glob("*.toml"))
+
+
+def test_there_are_recipes():
+    assert len(RECIPES) >= 3
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_runs_two_steps(recipe, tmp_path):
+    out = tmp_path / "run"
+    r = ebm("run", recipe, "--out", out, "--quiet", "--set", "run.steps=2", "--set", "run.eval_samples=100")
+    assert r.returncode == 0, r.stderr
+    assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()
+    assert (out / "recipe.toml").exists() and (out / "metrics.jsonl").exists()
