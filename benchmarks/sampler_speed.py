@@ -10,21 +10,27 @@ What it measures: chain-steps per second (batch × steps / seconds) of
 on the same energy module, with the same s and σ, for three workloads (a wide and a narrow
 batch through a small MLP, and a small conv net on 1×28×28).
 
-How: one process, ``torch.set_num_threads(2)`` (``--threads`` to change it). Both loops are warmed up, then run
-alternately (ABAB…) from a fresh x0 of the same shape each repeat; the median time of each
-is reported. Interleaving makes the *ratio* robust to a busy machine even when the absolute
-numbers are not. ``ratio = ebm / hand`` steps/s from the medians: 1.0 means ebm adds no
-overhead, below 1 means ebm is slower. ``paired`` is the median of the per-pair ratios
-(hand time / ebm time of back-to-back runs), which also cancels slow drifts in load; if the
-two columns disagree a lot the machine was too noisy, so rerun with more ``--repeats``.
+How: one process, ``torch.set_num_threads(2)`` (``--threads N`` to change it). Both loops
+are warmed up, then run alternately (ABAB…) from a fresh x0 of the same shape each repeat;
+the median time of each is reported. Interleaving makes the *ratio* robust to a busy
+machine even when the absolute numbers are not. ``ratio`` = ebm / hand steps/s from the
+medians: 1.0 means ebm adds no overhead, below 1 means ebm is slower. ``paired`` is the
+median of the per-pair ratios (hand time / ebm time of back-to-back runs), which also
+cancels slow drifts in load; if the two columns disagree a lot the machine was too noisy,
+so rerun with more ``--repeats``.
+On a machine whose cores are shared with other work, multi-threaded timings can jump
+between a fast and a many-times-slower regime (threads waiting on a descheduled sibling);
+``--threads 1`` then gives a much steadier comparison of the per-step overhead.
 The target is ratio ≥ 0.97 on every workload.
 
-Known, intended difference: ebm draws its noise with ``torch.randn(..., generator=rng)``
-(explicit RNG, reproducible chains); the hand loop uses ``randn_like`` on the global RNG.
-ebm also switches the energy to eval mode and turns parameter gradients off and back on
-around every chain (``sampling_mode``); the hand loop toggles ``requires_grad`` likewise.
+Known, intended differences: ebm draws its noise from an explicit ``rng`` (the numbers of
+``torch.randn(x.shape, generator=rng)``, so chains are reproducible and the global RNG is
+untouched); the hand loop uses ``randn_like`` on the global RNG. ebm also puts the energy in
+eval mode (no effect on these nets, which have no dropout or batch norm) and turns parameter
+gradients off and back on around every chain; the hand loop toggles ``requires_grad``
+likewise, inside its timing.
 
-Usage: ``python benchmarks/sampler_speed.py [--quick] [--json PATH]``
+Usage: ``python benchmarks/sampler_speed.py [--quick] [--json PATH] [--threads N] [--repeats N]``
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -140,7 +147,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    ap.add_argument("--repeats", type=int, default=None, help="repeats per loop (default 9, quick 3)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="repeats per loop (default 9, quick 3)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -148,8 +156,10 @@ def main() -> None:
     warmup = 1 if args.quick else 2
 
     machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
-               "python": platform.python_version()}
-    print(f"torch {machine['torch']}  threads {machine['threads']}  cpu {machine['cpu']}  "
+               "cores": os.cpu_count(), "python": platform.python_version(),
+               "loadavg_1min_at_start": os.getloadavg()[0]}
+    print(f"torch {machine['torch']}  threads {machine['threads']}  cpu {machine['cpu']} "
+          f"({machine['cores']} cores, load {machine['loadavg_1min_at_start']:.1f})  "
           f"repeats {repeats}  (s={STEP}, sigma={NOISE:.4f})")
     print(f"{'workload':<18} {'ebm steps/s':>12} {'hand steps/s':>13} {'ratio':>7} {'paired':>7}")
     results = {}
@@ -158,6 +168,11 @@ def main() -> None:
         results[name] = r
         print(f"{name:<18} {r['ebm_steps_per_s']:>12,.0f} {r['hand_steps_per_s']:>13,.0f} "
               f"{r['ratio']:>7.3f} {r['paired_ratio']:>7.3f}", flush=True)
+    noisy = [n for n, r in results.items()
+             if any(max(t) > 1.5 * min(t) for t in r["times_s"].values())]
+    if noisy:
+        print(f"note: timings of {', '.join(noisy)} varied more than 1.5x between repeats (busy "
+              "machine?); trust `paired` over `ratio`, or rerun with more --repeats")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "repeats": repeats, "results": results}, f, indent=2)

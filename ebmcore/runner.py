@@ -197,7 +197,7 @@ class Run:
 
         cfg, hook = self.recipe.run, self.host.pm.hook
         hook.ebm_run_start(run=self)
-        first_bad = torch.tensor(-1)
+        first_bad = torch.tensor(-1, device=self.device)
         t0 = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if progress is None else not progress,
                    desc=self.out.name, unit="step", dynamic_ncols=True)
@@ -210,7 +210,7 @@ class Run:
                 batch = Batch(batch.x.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
                 metrics = self._optimise(batch)
                 finite = torch.stack([torch.isfinite(v).all() for v in metrics.values()]).all()
-                first_bad = torch.where((first_bad < 0) & ~finite, torch.tensor(step), first_bad)
+                first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
                 hook.ebm_step_end(run=self, step=step, metrics=metrics)
                 last = step == cfg.steps
                 log, ev = step % cfg.log_every == 0 or last, _due(step, cfg.eval_every) or last
