@@ -99,6 +99,7 @@ def _validator_message(exc: Exception, value: Any) -> str:
     text = str(exc.args[0]) if exc.args else str(exc)
     if text.startswith("'") and "' " in text:
         text = text.split("' ", 1)[1]
+    text = text.removesuffix(f": {value!r}")
     return text if repr(value) in text else f"{text} (got {value!r})"
 
 
@@ -106,17 +107,17 @@ def structure(data: Any, cls: type, path: str) -> tuple[Any, Problems]:
     """Structure ``data`` into ``cls``; returns (instance or None, problems)."""
     if not isinstance(data, dict):
         return None, [(path, f"expected a table, got {_describe(data)}")]
-    problems = unknown_keys(data, cls, path)
-    if problems:
-        return None, problems
+    unknown = unknown_keys(data, cls, path)
+    known = {k: v for k, v in data.items() if k in {a.alias for a in attrs.fields(cls)}}
     with attrs.validators.disabled():
         try:
-            instance = converter.structure(data, cls)
+            instance = converter.structure(known, cls)
         except BaseValidationError as exc:
-            return None, _paths(exc, path)
+            return None, unknown + _paths(exc, path)
         except (TypeError, ValueError) as exc:
-            return None, [(path, str(exc))]
-    return instance, validate(instance, path)
+            return None, unknown + [(path, str(exc))]
+    problems = unknown + validate(instance, path)
+    return (None if problems else instance), problems
 
 
 def _paths(exc: BaseValidationError, path: str) -> Problems:

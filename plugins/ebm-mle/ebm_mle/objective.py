@@ -13,23 +13,26 @@ class MLEConfig:
     """Maximum likelihood with MCMC negatives (short-run, persistent or CD by the generator)."""
 
     alpha: float = cfg.non_negative("weight of the energy-magnitude regulariser α·(E⁺² + E⁻²)", default=0.0)
+    data_noise: float = cfg.non_negative(
+        "std of Gaussian noise added to each data batch (Nijkamp et al. 2019 use 0.03)", default=0.0)
     sample_steps: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "chain length of fresh chains for evaluation (default: the sampler's n_steps)"})
 
 
 class MaximumLikelihood(Objective):
-    def __init__(self, energy, sampler, generator, *, alpha: float = 0.0, sample_steps: int | None = None):
+    def __init__(self, energy, sampler, generator, *, alpha: float = 0.0, data_noise: float = 0.0,
+                 sample_steps: int | None = None):
         super().__init__()
         self.energy, self.generator = energy, generator
         self.sampler = sampler
-        self.alpha, self.sample_steps = alpha, sample_steps
+        self.alpha, self.data_noise, self.sample_steps = alpha, data_noise, sample_steps
 
     @classmethod
     def from_config(cls, c: MLEConfig, ctx) -> "MaximumLikelihood":
         who = "objective 'mle'"
         return cls(ctx.require("energy", who), ctx.require("sampler", who), ctx.require("generator", who),
-                   alpha=c.alpha, sample_steps=c.sample_steps)
+                   alpha=c.alpha, data_noise=c.data_noise, sample_steps=c.sample_steps)
 
     def param_groups(self):
         return {"energy": self.energy}
@@ -37,6 +40,10 @@ class MaximumLikelihood(Objective):
     def loss(self, batch: Batch, *, rng):
         x_pos, cond = batch
         n = len(x_pos)
+        if self.data_noise:
+            # a data distribution no sharper than the sampler can resolve: without it the
+            # energy keeps sharpening modes that short Langevin chains cannot enter
+            x_pos = x_pos + self.data_noise * torch.randn(x_pos.shape, generator=rng, device=x_pos.device)
         x0 = self.generator.sample(n, rng=rng, cond=cond, data=x_pos)
         x_neg = self.sampler.run(x0, self.energy, rng=rng, cond=cond)
         self.generator.update(x_neg)

@@ -85,3 +85,10 @@ def test_mle_writes_chain_ends_back_to_the_replay_buffer():
     obj.loss(Batch(torch.randn(16, 2)), rng=torch.Generator())
     assert int(buf.count) == 16
     assert energy.mu.grad is None  # sampling left no parameter gradients behind
+
+
+def test_data_noise_perturbs_the_positive_batch_by_its_std():
+    energy = _Quadratic()  # E = ½‖x‖² at μ = 0: E of N(0, σ²I) data averages σ² in 2-D
+    obj = MaximumLikelihood(energy, Langevin(step_size=0.05, n_steps=1), GaussianNoise((2,)), data_noise=0.5)
+    _, metrics = obj.loss(Batch(torch.zeros(20000, 2)), rng=torch.Generator().manual_seed(0))
+    assert metrics["energy/data"].item() == pytest.approx(0.25, rel=0.05)
