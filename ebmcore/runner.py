@@ -171,6 +171,9 @@ class Run:
         tensors.update(self.stream.state())
         tensors["rng/train"] = self.rng.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
+        # the states themselves are exact bytes in the tensor file; the sidecar says where
+        meta["rng_states"] = sorted(k for k in tensors if k.startswith("rng/"))
+        meta["data_order"] = {"permutation": "data/perm", "position": self.stream.pos, "size": self.stream.n}
         checkpoint.save(self.checkpoint_dir, self.step, tensors, meta)
 
     def _restore_latest(self) -> None:

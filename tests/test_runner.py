@@ -115,6 +115,8 @@ def test_checkpoints_are_safetensors_with_a_json_sidecar_and_every_rng(tmp_path,
     assert any(k.startswith("optim/energy/") for k in tensors)
     meta = json.loads((out / "checkpoints" / "step-000030.json").read_text())
     assert meta["step"] == 30 and len(meta["sha256"]) == 64 and "torch" in meta["versions"]
+    assert meta["rng_states"] == ["rng/data", "rng/torch", "rng/train"]
+    assert meta["data_order"]["size"] == 2000 and 0 < meta["data_order"]["position"] <= 2000
 
 
 def test_a_tampered_checkpoint_is_detected(tmp_path, tiny):
