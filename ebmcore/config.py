@@ -8,6 +8,7 @@ the first.
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import Any, Literal
 
@@ -25,13 +26,14 @@ def _strict(kind: type, accepts: tuple[type, ...], name: str):
         if isinstance(value, bool) and kind is not bool:
             raise TypeError(f"expected {name}, got a boolean ({value!r})")
         if not isinstance(value, accepts):
-            raise TypeError(f"expected {name}, got {_describe(value)}")
+            raise TypeError(f"expected {name}, got {describe(value)}")
         return kind(value)
 
     return structure
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """``a string ('x')``: a value with its TOML type, for error messages."""
     names = {str: "a string", int: "an integer", float: "a float", bool: "a boolean",
              list: "an array", dict: "a table"}
     return f"{names.get(type(value), type(value).__name__)} ({value!r})"
@@ -52,13 +54,25 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str, (str,), "a string"))
     conv.register_structure_hook(bool, _strict(bool, (bool,), "a boolean"))
     conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _structure_literal)
+    # cattrs would iterate a string into characters; an array field takes arrays only
+    elements = conv.copy()
+    conv.register_structure_hook_func(lambda t: typing.get_origin(t) in (tuple, list), lambda value, t: (
+        elements.structure(value, t) if isinstance(value, (list, tuple))
+        else _raise(TypeError(f"expected an array, got {describe(value)}"))))
     return conv
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
 
 
 converter = make_converter()
 
 
 def _format(exc: BaseException, type_: Any) -> str:
+    wrong_length = re.match(r"(?:Not enough|Too many) values in (.*) to structure as (.*)", str(exc))
+    if wrong_length:
+        return f"expected {wrong_length.group(2)}, got {wrong_length.group(1)}"
     if isinstance(exc, (TypeError, ValueError)) and str(exc):
         return str(exc)
     if isinstance(exc, cattrs.errors.IterableValidationError):
@@ -100,13 +114,13 @@ def _validator_message(exc: Exception, value: Any) -> str:
     if text.startswith("'") and "' " in text:
         text = text.split("' ", 1)[1]
     text = text.removesuffix(f": {value!r}")
-    return text if repr(value) in text else f"{text} (got {value!r})"
+    return text if "got " in text else f"{text} (got {value!r})"
 
 
 def structure(data: Any, cls: type, path: str) -> tuple[Any, Problems]:
     """Structure ``data`` into ``cls``; returns (instance or None, problems)."""
     if not isinstance(data, dict):
-        return None, [(path, f"expected a table, got {_describe(data)}")]
+        return None, [(path, f"expected a table, got {describe(data)}")]
     unknown = unknown_keys(data, cls, path)
     known = {k: v for k, v in data.items() if k in {a.alias for a in attrs.fields(cls)}}
     with attrs.validators.disabled():

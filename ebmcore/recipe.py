@@ -184,13 +184,13 @@ def parse_recipe(data: dict[str, Any], registry: Registry, source: str | None = 
 def _structure_section(kind: str, raw: Any, registry: Registry) -> tuple[Section | None, cfg.Problems, tuple[str, ...]]:
     path = f"$.{kind}"
     if not isinstance(raw, dict):
-        return None, [(path, f"expected a table [{kind}], got {raw!r}")], ()
+        return None, [(path, f"expected a table [{kind}], got {cfg.describe(raw)}")], ()
     name = raw.get("type")
     if name is None:
         installed = ", ".join(registry.names(kind)) or "none installed"
         return None, [(f"{path}.type", f"missing: which {kind}? installed: {installed}")], ()
     if not isinstance(name, str):
-        return None, [(f"{path}.type", f"expected a string, got {name!r}")], ()
+        return None, [(f"{path}.type", f"expected a string, got {cfg.describe(name)}")], ()
     try:
         component = registry.get(kind, name)
     except PluginError as exc:

@@ -108,6 +108,8 @@ class Run:
         host = host or default_host()
         out = Path(recipe.run.out)
         if resume:
+            if not (out / "recipe.toml").is_file():
+                raise EbmError(f"{out}: nothing to resume (not a run directory); drop --resume to start it")
             stored = recipe_mod.parse_recipe(recipe_mod.read_toml(out / "recipe.toml"), host.registry,
                                              source=str(out / "recipe.toml"))
             changed = recipe_mod.diff(stored, recipe, ignore=("run.steps",))

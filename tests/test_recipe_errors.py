@@ -111,3 +111,26 @@ def test_resolved_recipe_round_trips_with_defaults_filled_in(tiny):
     resolved = recipe.to_dict()
     assert resolved["sampler"]["temperature"] == 1.0  # a default, written out
     assert parse_recipe(resolved, registry) == recipe
+
+
+@pytest.mark.parametrize("override,path,message", [
+    ("energy.hidden='x'", "$.energy.hidden", "expected an array, got a string ('x')"),
+    ("optim.energy.betas=[0.9]", "$.optim.energy.betas", "expected tuple[float, float], got [0.9]"),
+    ("sampler.clamp=[1, 2, 3]", "$.sampler.clamp", "expected tuple[float, float], got [1, 2, 3]"),
+    ("data=[1]", "$.data", "expected a table [data], got an array"),
+    ("sampler.type=3", "$.sampler.type", "expected a string, got an integer (3)"),
+])
+def test_structural_mistakes_are_named_with_their_path(override, path, message):
+    problems = _problems(apply_overrides(TINY, [override]))
+    assert message in problems[path], problems
+
+
+def test_unknown_keys_and_bad_values_in_one_section_are_all_reported(tiny):
+    tiny["sampler"].update(stepsize=0.1, n_steps=-3)
+    problems = _problems(tiny)
+    assert "$.sampler.stepsize" in problems and problems["$.sampler.n_steps"] == "must be > 0 (got -3)"
+
+
+def test_resume_without_a_run_directory_exits_2(tmp_path, tiny):
+    r = ebm("run", write_recipe(tmp_path / "r.toml", tiny), "--out", tmp_path / "none", "--resume")
+    assert r.returncode == 2 and "nothing to resume" in r.stderr
