@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ebmcore import config as cfg
-from ebmcore.errors import DivergenceError, EbmError
+from ebmcore.errors import DivergenceError, EbmError, Interrupted
 from ebmcore.plugins import PluginHost
 from ebmcore.registry import KINDS
 
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

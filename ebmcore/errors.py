@@ -34,6 +34,14 @@ class CheckpointError(EbmError):
     """A checkpoint or run directory that cannot be used."""
 
 
+class Interrupted(Exception):
+    """A run stopped by SIGINT or SIGTERM after checkpointing its last completed step."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 class DivergenceError(RuntimeError):
     """Training produced a non-finite value; the last good checkpoint is kept."""
 

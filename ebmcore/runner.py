@@ -8,10 +8,14 @@ training). Every RNG state is checkpointed, so ``--resume`` continues exactly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,7 @@ from torch import Tensor
 
 from ebmcore import checkpoint, recipe as recipe_mod
 from ebmcore.build import BuildContext
-from ebmcore.errors import CheckpointError, DivergenceError, EbmError
+from ebmcore.errors import CheckpointError, DivergenceError, EbmError, Interrupted
 from ebmcore.interfaces import Batch, Data, Objective
 from ebmcore.plugins import PluginHost, default_host
 from ebmcore.recipe import OptimConfig, Recipe
@@ -207,7 +211,7 @@ class Run:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if progress is None else not progress,
                    desc=self.out.name, unit="step", dynamic_ncols=True)
         record: dict[str, float] = {}
-        with bar:
+        with bar, _deferred_signals() as received:
             while self.step < cfg.steps:
                 self.step += 1
                 step = self.step
@@ -234,6 +238,8 @@ class Run:
                 if ckpt:
                     self.save_checkpoint()
                 bar.update(1)
+                if received:
+                    self._stop_on_signal(received[0], saved=ckpt, first_bad=first_bad, metrics=metrics)
         hook.ebm_run_end(run=self, record=record)
         return record
 
@@ -253,6 +259,13 @@ class Run:
             out[f"grad_norm/{name}"] = norm.detach()
             opt.step()
         return out
+
+    def _stop_on_signal(self, signum: int, *, saved: bool, first_bad: Tensor, metrics: dict[str, Tensor]) -> None:
+        self._check_finite(first_bad, metrics)
+        if not saved:
+            self.save_checkpoint()
+        raise Interrupted(f"{signal.Signals(signum).name} at step {self.step}: checkpoint saved in "
+                          f"{self.checkpoint_dir}; continue with --resume", signum)
 
     def _check_finite(self, first_bad: Tensor, metrics: dict[str, Tensor]) -> None:
         bad_step = int(first_bad)
@@ -284,6 +297,30 @@ class Run:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         self.host.pm.hook.ebm_log(run=self, step=record["step"], record=record)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM are noted and acted on between steps, so the checkpoint written on the
+    way out is of a completed step; a second signal interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    received: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def note(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    for s in previous:
+        signal.signal(s, note)
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _due(step: int, every: int) -> bool:

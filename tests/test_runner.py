@@ -154,3 +154,23 @@ def test_programmatic_and_command_line_runs_agree(tmp_path, tiny):
     run_recipe(tiny, out=str(tmp_path / "py"), progress=False)
     assert ebm("run", write_recipe(tmp_path / "r.toml", tiny), "--out", tmp_path / "cli", "--quiet").returncode == 0
     assert _metrics(tmp_path / "py") == _metrics(tmp_path / "cli")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_or_sigterm_checkpoints_the_last_step_and_resume_matches(tmp_path, tiny, signum):
+    tiny["run"].update(steps=300, log_every=1, checkpoint_every=100)
+    recipe = write_recipe(tmp_path / "r.toml", tiny)
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    assert ebm("run", recipe, "--out", full, "--quiet").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "ebmcore", "run", str(recipe), "--out", str(stopped), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (stopped / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    step = int(re.search(r"at step (\d+): checkpoint saved", err).group(1))
+    assert step < 300 and (stopped / "checkpoints" / f"step-{step:06d}.json").exists()
+    assert ebm("run", recipe, "--out", stopped, "--resume", "--quiet").returncode == 0
+    assert _metrics(stopped) == _metrics(full)
