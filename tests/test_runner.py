@@ -11,7 +11,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from ebmcore import DivergenceError, EbmError, run_recipe
+from ebmcore import EbmError, run_recipe
 from ebmcore.runner import Run
 from ebmcore.recipe import parse_recipe
 from ebmcore import default_host

@@ -4,7 +4,6 @@ import math
 from typing import Literal
 
 import attrs
-import torch
 from torch import nn
 
 from ebmcore import Energy
