@@ -76,7 +76,8 @@ def load(directory: Path, step: int) -> tuple[dict[str, torch.Tensor], dict[str,
 def load_latest(directory: Path) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
     found = steps(directory)
     if not found:
-        raise CheckpointError(f"{directory}: no checkpoint to resume from")
+        raise CheckpointError(f"{directory}: no checkpoint to resume from (the run stopped before "
+                              "its first one: delete its directory to start again)")
     tensors, meta = load(directory, found[-1])
     return found[-1], tensors, meta
 
