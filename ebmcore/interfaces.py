@@ -50,7 +50,8 @@ class Sampler(abc.ABC):
 
     @abc.abstractmethod
     def step(self, state: Any, energy: nn.Module, *, rng: torch.Generator,
-             cond: Tensor | None = None) -> tuple[Any, Any]: ...
+             cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[Any, Any]:
+        """One transition. ``mask`` (bool, shaped like x) marks coordinates to keep exactly."""
 
     def run(self, x0: Tensor, energy: nn.Module, n_steps: int | None = None, *,
             rng: torch.Generator, cond: Tensor | None = None,

@@ -44,14 +44,15 @@ def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
               mask: Tensor | None = None) -> Tensor:
     """Drive ``sampler``'s kernel for ``n_steps`` from ``x0``; return detached samples.
 
-    ``mask`` marks observed coordinates: they are reset to ``x0`` after every step, so a
-    kernel needs no masking logic of its own.
+    ``mask`` (bool, broadcastable to x) marks observed coordinates. It is passed to the
+    kernel, which must leave them bit-identical and move only the free ones, so that an
+    energy or gradient it carries stays valid and an accept/reject step targets the
+    conditional distribution.
     """
     x0 = x0.detach()
+    kw = {} if mask is None else {"mask": mask.expand_as(x0)}
     with sampling_mode(energy), torch.no_grad():
         state = sampler.init(x0, energy, cond)
         for _ in range(n_steps):
-            state, _info = sampler.step(state, energy, rng=rng, cond=cond)
-            if mask is not None:
-                state = sampler.init(torch.where(mask, x0, state.x), energy, cond)
+            state, _info = sampler.step(state, energy, rng=rng, cond=cond, **kw)
     return state.x.detach()

@@ -74,12 +74,12 @@ class Langevin(Sampler):
         return LangevinState(x)
 
     def step(self, state: LangevinState, energy: nn.Module, *, rng: torch.Generator,
-             cond: Tensor | None = None) -> tuple[LangevinState, LangevinInfo]:
+             cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[LangevinState, LangevinInfo]:
         if torch.is_grad_enabled():
             # called outside run_chain (which already runs without grad): keep the update
             # off the graph. Entering no_grad only when needed saves its cost on every step.
             with torch.no_grad():
-                return self.step(state, energy, rng=rng, cond=cond)
+                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         x = state.x
         if state.grad is None:
             e, g = energy_and_grad(energy, x, cond)
@@ -95,6 +95,8 @@ class Langevin(Sampler):
             x_new.add_(xi, alpha=noise)
         if clamp is not None:
             x_new.clamp_(*clamp)
+        if mask is not None:
+            x_new = torch.where(mask, x, x_new)
         return LangevinState(x_new), LangevinInfo(e)
 
     def __repr__(self) -> str:
