@@ -41,18 +41,38 @@ def sampling_mode(energy: nn.Module) -> Iterator[None]:
 
 def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
               rng: torch.Generator, cond: Tensor | None = None,
-              mask: Tensor | None = None) -> Tensor:
+              mask: Tensor | None = None, trace: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """Drive ``sampler``'s kernel for ``n_steps`` from ``x0``; return detached samples.
 
     ``mask`` (bool, broadcastable to x) marks observed coordinates. It is passed to the
     kernel, which must leave them bit-identical and move only the free ones, so that an
     energy or gradient it carries stays valid and an accept/reject step targets the
     conditional distribution.
+
+    ``trace=True`` also returns the chains' history, ``{"x": (n_steps, *x.shape), <each
+    Info field>: (n_steps, ...)}`` (e.g. energies, acceptance), for diagnostics such as
+    :func:`ebmcore.diagnostics.effective_sample_size`. Off by default: it keeps every step.
     """
     x0 = x0.detach()
     kw = {} if mask is None else {"mask": mask.expand_as(x0)}
+    history: list[tuple[Tensor, Any]] = []
     with sampling_mode(energy), torch.no_grad():
         state = sampler.init(x0, energy, cond)
         for _ in range(n_steps):
-            state, _info = sampler.step(state, energy, rng=rng, cond=cond, **kw)
-    return state.x.detach()
+            state, info = sampler.step(state, energy, rng=rng, cond=cond, **kw)
+            if trace:
+                history.append((state.x, info))
+    if not trace:
+        return state.x.detach()
+    return state.x.detach(), _stack(history)
+
+
+def _stack(history: list[tuple[Tensor, Any]]) -> dict[str, Tensor]:
+    if not history:
+        return {}
+    out = {"x": torch.stack([x for x, _ in history])}
+    for name in history[0][1]._fields:
+        values = [getattr(info, name) for _, info in history]
+        if isinstance(values[0], Tensor):
+            out[name] = torch.stack([torch.as_tensor(v) for v in values])
+    return out
