@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -55,16 +56,19 @@ class Sampler(abc.ABC):
 
     def run(self, x0: Tensor, energy: nn.Module, n_steps: int | None = None, *,
             rng: torch.Generator, cond: Tensor | None = None,
-            mask: Tensor | None = None, trace: bool = False) -> Any:
+            mask: Tensor | None = None, trace: bool = False,
+            temperatures: Sequence[float] | None = None) -> Any:
         """Run ``n_steps`` (default ``self.n_steps``) from ``x0``; returns detached samples.
 
         ``mask`` (bool, broadcastable to x) marks observed coordinates, kept at ``x0``.
-        ``trace=True`` returns ``(samples, history)``: see :func:`ebmcore.sampling.run_chain`.
+        ``trace=True`` returns ``(samples, history)``; ``temperatures`` (one per step) anneals:
+        see :func:`ebmcore.sampling.run_chain`.
         """
         from ebmcore.sampling import run_chain
 
         steps = self.n_steps if n_steps is None else n_steps
-        return run_chain(self, x0, energy, steps, rng=rng, cond=cond, mask=mask, trace=trace)
+        return run_chain(self, x0, energy, steps, rng=rng, cond=cond, mask=mask, trace=trace,
+                         temperatures=temperatures)
 
 
 class Generator(nn.Module):

@@ -7,7 +7,7 @@ kernel call, gradients only with respect to x.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -39,9 +39,22 @@ def sampling_mode(energy: nn.Module) -> Iterator[None]:
         energy.train(was_training)
 
 
+class Tempered(nn.Module):
+    """E(x)/T for a temperature T that the loop changes between steps (annealing)."""
+
+    def __init__(self, energy: nn.Module, temperature: float = 1.0):
+        super().__init__()
+        self.energy, self.temperature = energy, temperature
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        e = self.energy(x) if cond is None else self.energy(x, cond)
+        return e / self.temperature
+
+
 def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
-              rng: torch.Generator, cond: Tensor | None = None,
-              mask: Tensor | None = None, trace: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+              rng: torch.Generator, cond: Tensor | None = None, mask: Tensor | None = None,
+              trace: bool = False, temperatures: Sequence[float] | None = None,
+              ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
     """Drive ``sampler``'s kernel for ``n_steps`` from ``x0``; return detached samples.
 
     ``mask`` (bool, broadcastable to x) marks observed coordinates. It is passed to the
@@ -52,13 +65,25 @@ def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
     ``trace=True`` also returns the chains' history, ``{"x": (n_steps, *x.shape), <each
     Info field>: (n_steps, ...)}`` (e.g. energies, acceptance), for diagnostics such as
     :func:`ebmcore.diagnostics.effective_sample_size`. Off by default: it keeps every step.
+
+    ``temperatures`` (one per step) anneals: step t samples exp(−E/T_t), on top of the
+    kernel's own temperature. The kernel state is re-initialised where T changes, which
+    costs a kernel that caches ∇E one gradient per change: prefer piecewise-constant
+    schedules for MALA and HMC.
     """
     x0 = x0.detach()
     kw = {} if mask is None else {"mask": mask.expand_as(x0)}
     history: list[tuple[Tensor, Any]] = []
+    if temperatures is not None:
+        if len(temperatures) != n_steps or not all(t > 0 for t in temperatures):
+            raise ValueError(f"temperatures: need {n_steps} positive values, got {list(temperatures)[:5]}…")
+        energy = Tempered(energy, temperatures[0])
     with sampling_mode(energy), torch.no_grad():
         state = sampler.init(x0, energy, cond)
-        for _ in range(n_steps):
+        for t in range(n_steps):
+            if temperatures is not None and temperatures[t] != energy.temperature:
+                energy.temperature = temperatures[t]
+                state = sampler.init(state.x, energy, cond)
             state, info = sampler.step(state, energy, rng=rng, cond=cond, **kw)
             if trace:
                 history.append((state.x, info))

@@ -26,3 +26,23 @@ def test_masked_coordinates_are_bit_identical_for_a_broadcast_mask():
     x = Langevin(step_size=0.1, n_steps=20).run(x0, energy, rng=torch.Generator(), mask=mask)
     assert torch.equal(x[:, 1], x0[:, 1])
     assert not torch.equal(x[:, 0], x0[:, 0]) and not torch.equal(x[:, 2], x0[:, 2])
+
+
+def test_annealing_samples_each_temperature_of_the_schedule():
+    # exp(−E/T) for a standard Gaussian energy is N(0, T): the spread follows the schedule
+    energy = GaussianEnergy(torch.zeros(1), torch.eye(1))
+    # (ULA's own bias at step 0.01 is 0.1 % at T = 4 and 2 % at T = 0.25)
+    sampler = Langevin(step_size=0.01, n_steps=1800)
+    schedule = [4.0] * 1500 + [0.25] * 300
+    x, history = sampler.run(torch.zeros(4000, 1), energy, rng=torch.Generator().manual_seed(0),
+                             trace=True, temperatures=schedule)
+    assert abs(history["x"][1499].var().item() - 4.0) < 0.3
+    assert abs(x.var().item() - 0.25) < 0.025
+
+
+def test_a_schedule_of_the_wrong_length_is_rejected():
+    import pytest
+
+    energy = GaussianEnergy(torch.zeros(1), torch.eye(1))
+    with pytest.raises(ValueError, match="need 3 positive values"):
+        Langevin(n_steps=3).run(torch.zeros(2, 1), energy, rng=torch.Generator(), temperatures=[1.0, 2.0])
