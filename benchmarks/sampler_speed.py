@@ -1,6 +1,6 @@
-"""Speed of ebm's Langevin sampler against a minimal hand-written torch loop.
+"""Speed of ebm's samplers (Langevin, MALA, HMC) against minimal hand-written torch loops.
 
-What it measures: chain-steps per second (batch × steps / seconds) of
+What it measures, first for Langevin: chain-steps per second (batch × steps / seconds) of
 
 * ebm:  ``ebm_langevin.Langevin(step_size=s, n_steps=K, noise=σ).run(x0, energy, rng=rng)``
 * hand: parameters ``requires_grad_(False)``; per step ``x.requires_grad_(True)``,
@@ -23,6 +23,18 @@ between a fast and a many-times-slower regime (threads waiting on a descheduled 
 ``--threads 1`` then gives a much steadier comparison of the per-step overhead.
 The target is ratio ≥ 0.97 on every workload.
 
+Then the same for the Metropolis-adjusted samplers, against hand loops of the same
+algorithms (target ratio ≥ 0.95):
+
+* MALA (``ebm_langevin.MALA``, step 0.01): the hand loop computes E and ∇E at x0 once, then
+  per step proposes x' = x − s·g + sqrt(2s)·ξ, computes E(x') and ∇E(x') (one gradient),
+  the log MH ratio with both proposal densities, and keeps x, E, ∇E of the accepted
+  proposals with ``torch.where``;
+* HMC (``ebm_hmc.HMC``, 5 leapfrog steps of 0.01, unit mass, no adaptation): the hand loop
+  likewise carries ∇E from one HMC step to the next, so an HMC step costs 5 gradients.
+  The chain is K/5 HMC steps long, so both samplers spend K gradients per chain as Langevin
+  does; their rates count gradient evaluations (batch × K / seconds).
+
 Known, intended differences: ebm draws its noise from an explicit ``rng`` (the numbers of
 ``torch.randn(x.shape, generator=rng)``, so chains are reproducible and the global RNG is
 untouched); the hand loop uses ``randn_like`` on the global RNG. ebm also puts the energy in
@@ -30,7 +42,8 @@ eval mode (no effect on these nets, which have no dropout or batch norm) and tur
 gradients off and back on around every chain; the hand loop toggles ``requires_grad``
 likewise, inside its timing.
 
-Usage: ``python benchmarks/sampler_speed.py [--quick] [--json PATH] [--threads N] [--repeats N]``
+Usage: ``python benchmarks/sampler_speed.py [--quick] [--json PATH] [--threads N] [--repeats N]
+[--samplers langevin,mala,hmc]``
 """
 
 from __future__ import annotations
@@ -46,10 +59,12 @@ import time
 import torch
 from torch import nn
 
-from ebm_langevin import Langevin
+from ebm_hmc import HMC
+from ebm_langevin import MALA, Langevin
 
 STEP = 0.01
 NOISE = math.sqrt(2 * STEP)
+LEAPFROG = 5
 
 
 class Energy(nn.Module):
@@ -102,19 +117,89 @@ def ebm_loop(x, energy, n_steps, rng):
     return Langevin(step_size=STEP, n_steps=n_steps, noise=NOISE).run(x, energy, rng=rng)
 
 
+def _energy_and_grad(energy, x):
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        e = energy(x)
+        g, = torch.autograd.grad(e.sum(), x)
+    return e.detach(), g
+
+
+def hand_mala(x, energy, n_steps, s=STEP):
+    params = list(energy.parameters())
+    for p in params:
+        p.requires_grad_(False)
+    with torch.no_grad():
+        e, g = _energy_and_grad(energy, x)
+        for _ in range(n_steps):
+            xi = torch.randn_like(x)
+            xp = x - s * g + math.sqrt(2 * s) * xi
+            ep, gp = _energy_and_grad(energy, xp)
+            log_ratio = (e - ep + 0.5 * xi.square().flatten(1).sum(1)
+                         - (x - xp + s * gp).square().flatten(1).sum(1) / (4 * s))
+            acc = torch.rand_like(e) < log_ratio.exp()
+            keep = acc.view(-1, *(1,) * (x.dim() - 1))
+            x, e, g = torch.where(keep, xp, x), torch.where(acc, ep, e), torch.where(keep, gp, g)
+    for p in params:
+        p.requires_grad_(True)
+    return x
+
+
+def ebm_mala(x, energy, n_steps, rng):
+    return MALA(step_size=STEP, n_steps=n_steps).run(x, energy, rng=rng)
+
+
+def hand_hmc(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
+    params = list(energy.parameters())
+    for p in params:
+        p.requires_grad_(False)
+    with torch.no_grad():
+        e, g = _energy_and_grad(energy, x)
+        for _ in range(n_steps):
+            p = torch.randn_like(x)
+            k0 = 0.5 * p.square().flatten(1).sum(1)
+            p = p - 0.5 * eps * g
+            xp = x
+            for i in range(n_leapfrog):
+                xp = xp + eps * p
+                ep, gp = _energy_and_grad(energy, xp)
+                p = p - (eps if i < n_leapfrog - 1 else 0.5 * eps) * gp
+            log_ratio = e - ep + k0 - 0.5 * p.square().flatten(1).sum(1)
+            acc = torch.rand_like(e) < log_ratio.exp()
+            keep = acc.view(-1, *(1,) * (x.dim() - 1))
+            x, e, g = torch.where(keep, xp, x), torch.where(acc, ep, e), torch.where(keep, gp, g)
+    for p in params:
+        p.requires_grad_(True)
+    return x
+
+
+def ebm_hmc(x, energy, n_steps, rng):
+    return HMC(step_size=STEP, n_leapfrog=LEAPFROG, n_steps=n_steps).run(x, energy, rng=rng)
+
+
+# name, (ebm loop, hand loop), gradients per chain step
+SAMPLERS = {
+    "langevin": (ebm_loop, hand_loop, 1),
+    "mala": (ebm_mala, hand_mala, 1),
+    "hmc": (ebm_hmc, hand_hmc, LEAPFROG),
+}
+
+
 def timed(fn):
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
 
 
-def bench(make_energy, shape, batch, steps, repeats, warmup):
+def bench(make_energy, shape, batch, steps, repeats, warmup, sampler="langevin"):
     torch.manual_seed(0)
     energy = make_energy()
     rng = torch.Generator().manual_seed(0)
     x0 = lambda: torch.randn(batch, *shape)  # noqa: E731
-    runs = {"ebm": lambda: ebm_loop(x0(), energy, steps, rng),
-            "hand": lambda: hand_loop(x0(), energy, steps)}
+    ebm_fn, hand_fn, grads_per_step = SAMPLERS[sampler]
+    chain = steps // grads_per_step  # the same number of gradients for every sampler
+    runs = {"ebm": lambda: ebm_fn(x0(), energy, chain, rng),
+            "hand": lambda: hand_fn(x0(), energy, chain)}
     for _ in range(warmup):
         for fn in runs.values():
             fn()
@@ -150,6 +235,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None,
                     help="repeats per loop (default 9, quick 3)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--samplers", default=",".join(SAMPLERS),
+                    help=f"comma-separated subset of {','.join(SAMPLERS)} (default all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 9)
@@ -161,13 +248,19 @@ def main() -> None:
     print(f"torch {machine['torch']}  threads {machine['threads']}  cpu {machine['cpu']} "
           f"({machine['cores']} cores, load {machine['loadavg_1min_at_start']:.1f})  "
           f"repeats {repeats}  (s={STEP}, sigma={NOISE:.4f})")
-    print(f"{'workload':<18} {'ebm steps/s':>12} {'hand steps/s':>13} {'ratio':>7} {'paired':>7}")
     results = {}
-    for name, make_energy, shape, batch, steps in WORKLOADS:
-        r = bench(make_energy, shape, batch, steps, repeats, warmup)
-        results[name] = r
-        print(f"{name:<18} {r['ebm_steps_per_s']:>12,.0f} {r['hand_steps_per_s']:>13,.0f} "
-              f"{r['ratio']:>7.3f} {r['paired_ratio']:>7.3f}", flush=True)
+    for sampler in args.samplers.split(","):
+        if sampler not in SAMPLERS:
+            ap.error(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+        unit = "steps/s" if SAMPLERS[sampler][2] == 1 else "grads/s"
+        print(f"\n{sampler}" + (f" ({LEAPFROG} leapfrog steps; K/{LEAPFROG} HMC steps, rates in gradient "
+                                 "evaluations)" if unit == "grads/s" else ""))
+        print(f"{'workload':<18} {'ebm ' + unit:>12} {'hand ' + unit:>13} {'ratio':>7} {'paired':>7}")
+        for name, make_energy, shape, batch, steps in WORKLOADS:
+            r = bench(make_energy, shape, batch, steps, repeats, warmup, sampler)
+            results[f"{sampler}: {name}"] = r
+            print(f"{name:<18} {r['ebm_steps_per_s']:>12,.0f} {r['hand_steps_per_s']:>13,.0f} "
+                  f"{r['ratio']:>7.3f} {r['paired_ratio']:>7.3f}", flush=True)
     noisy = [n for n, r in results.items()
              if any(max(t) > 1.5 * min(t) for t in r["times_s"].values())]
     if noisy:

@@ -40,7 +40,7 @@ def test_recipe_reference_matches_the_config_classes():
 
 def _reference():
     """The reference of the bundled plugins only (a third-party plugin installed here must not count)."""
-    bundled = ["-p", "ebm_langevin", "-p", "ebm_mle", "-p", "ebm_toy"]
+    bundled = ["-p", "ebm_hmc", "-p", "ebm_langevin", "-p", "ebm_mle", "-p", "ebm_toy"]
     r = ebm(*bundled, "list", "--markdown", env={"EBM_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert r.returncode == 0, r.stderr
     return r.stdout

@@ -1,0 +1,161 @@
+"""Hamiltonian Monte Carlo: leapfrog trajectories with a per-chain Metropolis correction.
+
+H(x, p) = E(x)/T + |p|²/(2m) with momentum p ~ N(0, m·I). Each step draws p, runs
+``n_leapfrog`` leapfrog steps of size ε and accepts the end point with probability
+min(1, exp(H(start) − H(end))). The state carries E and ∇E, so a leapfrog step costs one
+gradient and an HMC step ``n_leapfrog`` (plus one in ``init``).
+
+With ``adapt_steps > 0`` the first ``adapt_steps`` steps of a chain tune ε by dual averaging
+(:mod:`ebm_hmc.adaptation`) towards ``target_accept`` mean acceptance; after them ε is fixed
+at the dual-averaging average. A chain is only a valid MCMC chain after its warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from ebm_hmc.adaptation import DualAveragingState, dual_averaging_init, dual_averaging_update
+from ebmcore import Sampler, energy_and_grad
+from ebmcore import config as cfg
+
+
+def _fewer_than_n_steps(inst, _attr, value):
+    if value and not value < inst.n_steps:
+        raise ValueError(f"must be < n_steps ({inst.n_steps}), so that some steps run with the adapted "
+                         f"step size, got {value}")
+
+
+@attrs.frozen
+class HMCConfig:
+    """Hamiltonian Monte Carlo with optional dual-averaging step-size adaptation."""
+
+    step_size: float = cfg.positive("leapfrog step ε (the initial one when adapting)", default=0.1)
+    n_leapfrog: int = cfg.positive("leapfrog steps per HMC step (one gradient each)", default=5)
+    n_steps: int = cfg.positive("chain length, in HMC steps (warm-up included)", default=60)
+    mass: float = cfg.positive("mass m: momentum p ~ N(0, m·I)", default=1.0)
+    temperature: float = cfg.positive("temperature T: samples exp(−E/T)", default=1.0)
+    adapt_steps: int = attrs.field(
+        default=0, validator=[attrs.validators.ge(0), _fewer_than_n_steps],
+        metadata={"doc": "first steps of each chain that tune ε by dual averaging (0: off)"})
+    target_accept: float = attrs.field(
+        default=0.65, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
+        metadata={"doc": "mean acceptance probability the adaptation aims at"})
+
+
+class HMCState(NamedTuple):
+    """Position, energy (batch,) and ∇E at it; the step size ε for the next step (0-d);
+    the dual-averaging state while adapting, else None."""
+
+    x: Tensor
+    energy: Tensor
+    grad: Tensor
+    step_size: Tensor
+    adaptation: DualAveragingState | None = None
+
+
+class HMCInfo(NamedTuple):
+    """Per chain: acceptance probability min(1, exp(−ΔH)) (0 where ΔH is NaN) and whether
+    the proposal was accepted; the step size ε this step used (0-d)."""
+
+    acceptance_prob: Tensor
+    accepted: Tensor
+    step_size: Tensor
+
+
+def _per_chain(t: Tensor, events: tuple[int, ...]) -> Tensor:
+    return t.sum(events) if events else t
+
+
+def _add(y: Tensor, x: Tensor, c: float | Tensor) -> Tensor:
+    """y + c·x for a number or a 0-d tensor c, out of place."""
+    return torch.addcmul(y, x, c) if isinstance(c, Tensor) else torch.add(y, x, alpha=c)
+
+
+def _add_(y: Tensor, x: Tensor, c: float | Tensor) -> Tensor:
+    return y.addcmul_(x, c) if isinstance(c, Tensor) else y.add_(x, alpha=c)
+
+
+def hmc_kernel(x: Tensor, e: Tensor, g: Tensor, energy: nn.Module, step_size: float | Tensor,
+               n_leapfrog: int, *, mass: float, temperature: float, rng: torch.Generator,
+               cond: Tensor | None = None, mask: Tensor | None = None,
+               ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor, Tensor]:
+    """One HMC transition from (x, E(x), ∇E(x)); returns the new (x, E, ∇E), the acceptance
+    probability and the accepted mask per chain. ``step_size`` is a number or a 0-d tensor."""
+    p = torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
+    if mask is not None:
+        p.masked_fill_(mask, 0)  # observed coordinates get no momentum, so never move
+    if mass != 1:
+        p.mul_(mass ** 0.5)
+    events = tuple(range(1, x.dim()))  # sum over all but the batch dimension
+    kinetic0 = _per_chain(p.square(), events)
+    c_x, c_p = step_size / mass, -step_size / temperature  # x += c_x·p;  p += c_p·∇E
+    c_half = c_p / 2
+    _add_(p, g if mask is None else g.masked_fill(mask, 0), c_half)  # half step of p
+    x_new = x
+    for i in range(n_leapfrog):
+        x_new = _add(x_new, p, c_x)
+        e_new, g_new = energy_and_grad(energy, x_new, cond)
+        _add_(p, g_new if mask is None else g_new.masked_fill(mask, 0), c_p if i < n_leapfrog - 1 else c_half)
+    if mask is not None:
+        x_new = torch.where(mask, x, x_new)  # bit-identical, even for −0.0
+    # log ratio = H(start) − H(end) = (E(x) − E(x'))/T + (|p₀|² − |p|²)/(2m)
+    log_ratio = torch.sub(e, e_new)
+    if temperature != 1:
+        log_ratio.div_(temperature)
+    log_ratio.add_(kinetic0.sub_(_per_chain(p.square_(), events)), alpha=0.5 / mass)
+    # accept with probability min(1, ratio); a NaN ratio gives probability 0: rejected
+    prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp_(max=0).exp_()
+    accepted = torch.empty_like(prob).uniform_(generator=rng) < prob  # u ∈ [0, 1)
+    keep = accepted.view(-1, *(1,) * len(events))
+    # torch.where, not arithmetic: a rejected proposal's NaN stays out of the state
+    new = (torch.where(keep, x_new, x), torch.where(accepted, e_new, e), torch.where(keep, g_new, g))
+    return new, prob, accepted
+
+
+class HMC(Sampler):
+    """HMC kernel, with dual-averaging adaptation of ε wrapped around it when ``adapt_steps > 0``."""
+
+    def __init__(self, step_size: float = 0.1, n_leapfrog: int = 5, n_steps: int = 60, mass: float = 1.0,
+                 temperature: float = 1.0, adapt_steps: int = 0, target_accept: float = 0.65):
+        # validate like a recipe does, so direct construction gets the same checks
+        self.config = HMCConfig(step_size, n_leapfrog, n_steps, mass, temperature, adapt_steps, target_accept)
+        self.step_size, self.n_leapfrog, self.n_steps = step_size, n_leapfrog, n_steps
+        self.mass, self.temperature = mass, temperature
+        self.adapt_steps, self.target_accept = adapt_steps, target_accept
+
+    @classmethod
+    def from_config(cls, c: HMCConfig, ctx=None) -> "HMC":
+        return cls(**attrs.asdict(c))
+
+    def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> HMCState:
+        e, g = energy_and_grad(energy, x, cond)
+        eps = torch.full((), self.step_size, device=x.device)
+        da = dual_averaging_init(self.step_size, x.device) if self.adapt_steps else None
+        return HMCState(x, e, g, eps, da)
+
+    def step(self, state: HMCState, energy: nn.Module, *, rng: torch.Generator,
+             cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[HMCState, HMCInfo]:
+        if torch.is_grad_enabled():
+            with torch.no_grad():  # called outside run_chain: keep the update off the graph
+                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
+        # a fixed ε stays a Python number (cheapest); an adapted one stays on the device
+        eps = state.step_size if self.adapt_steps else self.step_size
+        (x, e, g), prob, accepted = hmc_kernel(
+            state.x, state.energy, state.grad, energy, eps, self.n_leapfrog, mass=self.mass,
+            temperature=self.temperature, rng=rng, cond=cond, mask=mask)
+        da, next_eps = state.adaptation, state.step_size
+        if da is not None:
+            da = dual_averaging_update(da, prob.mean(), self.target_accept)
+            if da.t < self.adapt_steps:
+                next_eps = da.log_step.exp()
+            else:  # warm-up over: fix ε at the average
+                next_eps, da = da.log_step_avg.exp(), None
+        return HMCState(x, e, g, next_eps, da), HMCInfo(prob, accepted, state.step_size)
+
+    def __repr__(self) -> str:
+        return f"HMC({', '.join(f'{k}={v!r}' for k, v in attrs.asdict(self.config).items())})"

@@ -1,0 +1,165 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ebm_hmc import HMC, HMCConfig
+from ebmcore import config as cfg
+from ebmcore.testing import GaussianEnergy, check_gaussian_2d
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"mass": 2.0, "step_size": 0.4}, {"adapt_steps": 50, "step_size": 0.01}],
+                         ids=["fixed", "mass", "adapted"])
+def test_hmc_samples_a_known_2d_gaussian(kwargs):
+    check_gaussian_2d(HMC(**{"step_size": 0.3, "n_leapfrog": 5, "n_steps": 100, **kwargs}))
+
+
+def _gaussian_10d():
+    """N(0, Σ) with a random rotation of eigenvalues 0.5 … 2 (condition number 4)."""
+    g = torch.Generator().manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))
+    cov = (q * torch.linspace(0.5, 2.0, 10, dtype=torch.float64)) @ q.T
+    return GaussianEnergy(torch.zeros(10), cov.float()), cov
+
+
+@pytest.mark.parametrize("step_size", [0.01, 3.0])
+def test_dual_averaging_reaches_the_target_acceptance_on_a_10d_gaussian(step_size):
+    energy, cov = _gaussian_10d()
+    s = HMC(step_size=step_size, n_leapfrog=5, n_steps=250, adapt_steps=100)
+    rng = torch.Generator().manual_seed(0)
+    state = s.init(torch.randn(500, 10, generator=rng), energy)
+    acc, eps = [], []
+    for _ in range(s.n_steps):
+        state, info = s.step(state, energy, rng=rng)
+        acc.append(info.acceptance_prob.mean())
+        eps.append(info.step_size)
+    assert state.adaptation is None
+    assert all(torch.equal(e, eps[100]) for e in eps[100:])  # fixed after warm-up
+    mean_accept = torch.stack(acc[100:]).mean().item()  # measured: 0.66 from either start
+    assert abs(mean_accept - 0.65) < 0.1, mean_accept
+    x = state.x.double()
+    assert (torch.cov(x.T) - cov).abs().max() < 0.25  # and it samples the target
+
+
+class _Counting(nn.Module):
+    """N(0, I) energy that counts its calls; NaN where the first coordinate exceeds ``nan_above``."""
+
+    def __init__(self, nan_above=math.inf):
+        super().__init__()
+        self.calls, self.nan_above = 0, nan_above
+
+    def forward(self, x, cond=None):
+        self.calls += 1
+        e = 0.5 * x.pow(2).sum(1)
+        return torch.where(x[:, 0] > self.nan_above, torch.nan, e)
+
+
+@pytest.mark.parametrize("adapt_steps", [0, 2])
+def test_one_gradient_per_leapfrog_step(adapt_steps):
+    energy = _Counting()
+    s = HMC(step_size=0.3, n_leapfrog=7, n_steps=4, adapt_steps=adapt_steps)
+    rng = torch.Generator().manual_seed(0)
+    state = s.init(torch.randn(64, 3, generator=rng), energy)
+    assert energy.calls == 1
+    for k in range(1, 5):
+        state, info = s.step(state, energy, rng=rng)
+        assert energy.calls == 1 + 7 * k
+    assert info.acceptance_prob.shape == info.accepted.shape == (64,) and info.accepted.dtype == torch.bool
+    assert ((info.acceptance_prob >= 0) & (info.acceptance_prob <= 1)).all() and info.step_size.dim() == 0
+
+
+def test_carried_energy_and_gradient_are_those_of_the_position():
+    energy, _ = _gaussian_10d()
+    s = HMC(step_size=0.5, n_leapfrog=3)
+    rng = torch.Generator().manual_seed(0)
+    state = s.init(torch.randn(64, 10, generator=rng), energy)
+    for _ in range(3):
+        state, _ = s.step(state, energy, rng=rng)
+    x = state.x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(energy(x).sum(), x)
+    assert torch.allclose(state.energy, energy(state.x)) and torch.allclose(state.grad, g)
+
+
+def test_nan_energy_proposals_are_rejected_not_propagated():
+    energy = _Counting(nan_above=0.5)
+    s = HMC(step_size=0.5, n_leapfrog=3, n_steps=20)
+    rng = torch.Generator().manual_seed(0)
+    state = s.init(torch.full((512, 2), -1.0), energy)
+    rejected_nan = 0
+    for _ in range(20):
+        state, info = s.step(state, energy, rng=rng)
+        rejected_nan += (info.acceptance_prob == 0).sum()
+        assert not info.acceptance_prob.isnan().any()
+    assert rejected_nan > 0
+    assert state.x.isfinite().all() and not state.energy.isnan().any() and (state.x[:, 0] <= 0.5).all()
+
+
+def test_mask_keeps_observed_coordinates_bit_identical():
+    energy = GaussianEnergy(torch.zeros(2), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
+    rng = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4000, 2, generator=rng)
+    x0[:8, 0] = -0.0
+    mask = torch.tensor([True, False])
+    x = HMC(step_size=0.3, n_leapfrog=5, n_steps=60, adapt_steps=20).run(x0, energy, rng=rng, mask=mask)
+    assert torch.equal(x[:, 0], x0[:, 0]) and torch.equal(x[:, 0].signbit(), x0[:, 0].signbit())
+    resid = x[:, 1].double() - 0.6 * x0[:, 0].double()  # conditional N(0.6·x₀, 0.44)
+    assert abs(resid.mean()) < 0.05 and abs(resid.var() - 0.44) < 0.05
+
+
+def test_same_rng_seed_gives_same_chain_and_global_rng_untouched():
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    s = HMC(step_size=0.3, n_leapfrog=3, n_steps=10, adapt_steps=5)
+    before = torch.get_rng_state()
+    a = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
+    b = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
+    c = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_sampling_is_in_eval_mode_and_returns_detached():
+    energy = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0)).train()
+    x = HMC(n_steps=3).run(torch.randn(4, 2, requires_grad=True), energy, rng=torch.Generator())
+    assert energy.training and all(p.requires_grad and p.grad is None for p in energy.parameters())
+    assert not x.requires_grad and x.grad_fn is None
+
+
+@pytest.mark.parametrize("kwargs", [{"step_size": 0.0}, {"n_leapfrog": 0}, {"n_steps": 0}, {"mass": 0.0},
+                                    {"temperature": -1.0}, {"adapt_steps": -1}, {"adapt_steps": 60},
+                                    {"target_accept": 0.0}, {"target_accept": 1.0}])
+def test_meaningless_settings_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        HMC(**kwargs)
+
+
+def test_recipe_errors_name_the_fields():
+    _, problems = cfg.structure({"adapt_steps": 100, "n_steps": 50, "target_accept": 1.5}, HMCConfig, "$.sampler")
+    assert dict(problems) == {
+        "$.sampler.adapt_steps": "must be < n_steps (50), so that some steps run with the adapted step size, got 100",
+        "$.sampler.target_accept": "must be < 1 (got 1.5)"}
+
+
+def test_registered_as_sampler_hmc():
+    from ebmcore import RecipeError, build
+
+    s = build("sampler", "hmc", step_size=0.2, n_leapfrog=3, adapt_steps=10)
+    assert isinstance(s, HMC) and (s.step_size, s.n_leapfrog, s.adapt_steps) == (0.2, 3, 10)
+    with pytest.raises(RecipeError, match="adapt_steps"):
+        build("sampler", "hmc", adapt_steps=60)
+
+
+# the harder conformance checks of ebmcore.testing (skipped where this ebmcore lacks them),
+# each with dual averaging from a deliberately rough initial step size
+_CONFORMANCE = [("check_anisotropic_gaussian", 0.05, 5, 60), ("check_gaussian_10d", 0.4, 5, 60),
+                ("check_mixture", 0.3, 3, 100), ("check_banana", 0.1, 8, 100)]
+
+
+@pytest.mark.parametrize("check, step_size, n_leapfrog, n_steps", _CONFORMANCE, ids=[c[0] for c in _CONFORMANCE])
+def test_hmc_passes_the_conformance_checks(check, step_size, n_leapfrog, n_steps):
+    import ebmcore.testing
+
+    if not hasattr(ebmcore.testing, check):
+        pytest.skip(f"ebmcore.testing has no {check}")
+    getattr(ebmcore.testing, check)(HMC(step_size=step_size, n_leapfrog=n_leapfrog, n_steps=n_steps,
+                                        adapt_steps=n_steps * 2 // 5))

@@ -1,0 +1,138 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ebm_langevin import MALA, Langevin
+from ebmcore.testing import GaussianEnergy, check_gaussian_2d
+
+
+def test_mala_is_exact_at_a_step_where_ula_is_biased():
+    # the point of MALA: at step 0.3 ULA's covariance is visibly off, MALA's is not
+    with pytest.raises(AssertionError, match="does not sample"):
+        check_gaussian_2d(Langevin(step_size=0.3, n_steps=300))
+    check_gaussian_2d(MALA(step_size=0.3, n_steps=300))
+
+
+class _Counting(nn.Module):
+    """N(0, I) energy that counts its calls; NaN where the first coordinate exceeds ``nan_above``."""
+
+    def __init__(self, nan_above=math.inf):
+        super().__init__()
+        self.calls, self.nan_above = 0, nan_above
+
+    def forward(self, x, cond=None):
+        self.calls += 1
+        e = 0.5 * x.pow(2).sum(1)
+        return torch.where(x[:, 0] > self.nan_above, torch.nan, e)
+
+
+def test_acceptance_is_a_probability_per_chain_and_one_gradient_per_step():
+    energy = _Counting()
+    s = MALA(step_size=0.5, n_steps=5)
+    rng = torch.Generator().manual_seed(0)
+    state = s.init(torch.randn(256, 3, generator=rng), energy)
+    assert energy.calls == 1
+    for k in range(1, 6):
+        state, info = s.step(state, energy, rng=rng)
+        assert energy.calls == 1 + k
+    assert info.acceptance_prob.shape == info.accepted.shape == (256,) and info.accepted.dtype == torch.bool
+    assert ((info.acceptance_prob >= 0) & (info.acceptance_prob <= 1)).all()
+    assert 0.3 < info.acceptance_prob.mean() < 0.99 and 0 < info.accepted.float().mean() < 1
+
+
+def test_carried_energy_and_gradient_are_those_of_the_position():
+    energy = GaussianEnergy(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
+    s = MALA(step_size=0.3)
+    rng = torch.Generator().manual_seed(0)
+    state = s.init(torch.randn(64, 2, generator=rng), energy)
+    for _ in range(3):
+        state, _ = s.step(state, energy, rng=rng)
+    x = state.x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(energy(x).sum(), x)
+    assert torch.allclose(state.energy, energy(state.x)) and torch.allclose(state.grad, g)
+
+
+def test_nan_energy_proposals_are_rejected_not_propagated():
+    energy = _Counting(nan_above=0.5)  # NaN on half the space
+    s = MALA(step_size=0.5, n_steps=30)
+    rng = torch.Generator().manual_seed(0)
+    state = s.init(torch.full((512, 2), -1.0), energy)
+    rejected_nan = 0
+    for _ in range(30):
+        state, info = s.step(state, energy, rng=rng)
+        rejected_nan += (info.acceptance_prob == 0).sum()
+        assert not info.acceptance_prob.isnan().any()
+    assert rejected_nan > 0  # some proposals landed where E is NaN...
+    assert state.x.isfinite().all() and not state.energy.isnan().any()  # ...and none was taken
+    assert (state.x[:, 0] <= 0.5).all()
+
+
+def test_mask_keeps_observed_coordinates_bit_identical():
+    energy = GaussianEnergy(torch.zeros(2), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
+    rng = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4000, 2, generator=rng)
+    x0[:8, 0] = -0.0
+    mask = torch.tensor([True, False])
+    x = MALA(step_size=0.3, n_steps=200).run(x0, energy, rng=rng, mask=mask)
+    assert torch.equal(x[:, 0], x0[:, 0]) and torch.equal(x[:, 0].signbit(), x0[:, 0].signbit())
+    # the free coordinate samples the conditional N(0.6·x₀, 0.8 − 0.36)
+    resid = x[:, 1].double() - 0.6 * x0[:, 0].double()
+    assert abs(resid.mean()) < 0.05 and abs(resid.var() - 0.44) < 0.05
+
+
+def test_temperature_samples_the_tempered_target():
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    x = MALA(step_size=0.5, n_steps=200, temperature=2.0).run(
+        torch.zeros(4000, 2), energy, rng=torch.Generator().manual_seed(0))
+    assert torch.allclose(x.double().var(0), torch.full((2,), 2.0, dtype=torch.float64), atol=0.15)
+
+
+def test_same_rng_seed_gives_same_chain_and_global_rng_untouched():
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    s = MALA(step_size=0.3, n_steps=10)
+    before = torch.get_rng_state()
+    a = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
+    b = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
+    c = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+class _Flat(nn.Module):
+    def forward(self, x, cond=None):
+        return 0.5 * x.flatten(1).pow(2).sum(1)
+
+
+def test_works_on_image_shaped_chains():
+    x = MALA(step_size=0.2, n_steps=3).run(torch.zeros(5, 3, 2, 2), _Flat(), rng=torch.Generator())
+    assert x.shape == (5, 3, 2, 2) and x.isfinite().all()
+
+
+@pytest.mark.parametrize("kwargs", [{"step_size": 0.0}, {"step_size": -1.0}, {"n_steps": 0},
+                                    {"temperature": 0.0}])
+def test_meaningless_settings_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        MALA(**kwargs)
+
+
+def test_registered_as_sampler_mala():
+    from ebmcore import build
+
+    s = build("sampler", "mala", step_size=0.2, n_steps=7)
+    assert isinstance(s, MALA) and (s.step_size, s.n_steps, s.temperature) == (0.2, 7, 1.0)
+
+
+# the harder conformance checks of ebmcore.testing (skipped where this ebmcore lacks them)
+_CONFORMANCE = [("check_anisotropic_gaussian", 0.003, 300), ("check_gaussian_10d", 0.3, 300),
+                ("check_mixture", 0.1, 300), ("check_banana", 0.05, 600)]
+
+
+@pytest.mark.parametrize("check, step_size, n_steps", _CONFORMANCE, ids=[c[0] for c in _CONFORMANCE])
+def test_mala_passes_the_conformance_checks(check, step_size, n_steps):
+    import ebmcore.testing
+
+    if not hasattr(ebmcore.testing, check):
+        pytest.skip(f"ebmcore.testing has no {check}")
+    getattr(ebmcore.testing, check)(MALA(step_size=step_size, n_steps=n_steps))
