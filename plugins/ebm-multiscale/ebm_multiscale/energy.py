@@ -1,0 +1,100 @@
+"""A pyramid of energies, one per resolution, chosen by the size of the input."""
+
+import attrs
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ebmcore import Energy
+from ebmcore import config as cfg
+
+
+def _resolutions(_inst, _attr, value):
+    if not value or any(r < 1 for r in value) or list(value) != sorted(set(value)):
+        raise ValueError(f"must be increasing positive sizes, got {list(value)}")
+    if any(b % a for a, b in zip(value, value[1:], strict=False)):
+        raise ValueError(f"each size must divide the next (pooling is exact), got {list(value)}")
+
+
+@attrs.frozen
+class MultiScaleEnergyConfig:
+    """A ConvNet energy per resolution (multigrid / coarse-to-fine models)."""
+
+    resolutions: tuple[int, ...] = attrs.field(default=(1, 4, 16), validator=_resolutions,
+                                               metadata={"doc": "image sizes of the pyramid, coarse to fine"})
+    width: int = cfg.positive("channels of each ConvNet", default=32)
+    reference_std: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "add ‖x‖²/(2σ²) at every scale (Xie et al. 2016)"})
+
+
+class ScaleEnergy(nn.Module):
+    """E_r for r×r images: conv layers while the map is larger than 2×2, then a linear head."""
+
+    def __init__(self, channels: int, resolution: int, width: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, r = channels, resolution
+        while r > 2:
+            layers += [nn.Conv2d(c, width, 3, stride=2, padding=1), nn.SiLU()]
+            c, r = width, (r + 1) // 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c * r * r, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).flatten(1)).squeeze(-1)
+
+
+class MultiScaleEnergy(Energy):
+    """``energies[str(r)]`` is the energy of r×r images; ``forward`` picks it by x's size."""
+
+    def __init__(self, channels: int, resolutions=(1, 4, 16), width: int = 32,
+                 reference_std: float | None = None):
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        self.energies = nn.ModuleDict({str(r): ScaleEnergy(channels, r, width) for r in self.resolutions})
+        self.reference_std = reference_std
+
+    @classmethod
+    def from_config(cls, c: MultiScaleEnergyConfig, ctx) -> "MultiScaleEnergy":
+        shape = ctx.need_event_shape("energy 'multiscale'")
+        if len(shape) != 3 or shape[1] != shape[2] or shape[1] != c.resolutions[-1]:
+            raise ValueError(f"energy 'multiscale' needs square images of size {c.resolutions[-1]} (the finest "
+                             f"resolution), the data are {shape}")
+        return cls(shape[0], c.resolutions, c.width, c.reference_std)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        e = self.energies[str(x.shape[-1])](x)
+        if self.reference_std is not None:
+            e = e + x.flatten(1).pow(2).sum(1) / (2 * self.reference_std**2)
+        return e
+
+
+def resize(x: Tensor, size: int) -> Tensor:
+    """Average-pool down or nearest-upsample to size×size."""
+    if x.shape[-1] > size:
+        return F.adaptive_avg_pool2d(x, size)
+    if x.shape[-1] < size:
+        return F.interpolate(x, size=size, mode="nearest")
+    return x
+
+
+class Faded(nn.Module):
+    """α·E_r(x) + (1 − α)·E_{r/2}(pool(x)): the fade-in between two stages (CF-EBM)."""
+
+    def __init__(self, energy: MultiScaleEnergy, coarse: int, alpha: float):
+        super().__init__()
+        self.energy, self.coarse, self.alpha = energy, coarse, alpha
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        return self.alpha * self.energy(x) + (1 - self.alpha) * self.energy(resize(x, self.coarse))
+
+
+def check_pyramid(energy: nn.Module, who: str) -> tuple[int, ...]:
+    """The resolutions of a multi-scale energy, or a clear error."""
+    resolutions = getattr(energy, "resolutions", None)
+    if not resolutions:
+        raise TypeError(f"{who} needs a multi-scale energy (with .resolutions), got {type(energy).__name__}")
+    return tuple(resolutions)
+
+
+__all__ = ["Faded", "MultiScaleEnergy", "MultiScaleEnergyConfig", "ScaleEnergy", "check_pyramid", "resize"]

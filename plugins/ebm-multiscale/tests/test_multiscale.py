@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+import ebmcore
+from ebm_langevin import MALA, Langevin
+from ebm_mle import UniformNoise
+from ebm_multiscale import CoarseToFine, Multigrid, MultiScaleEnergy, MultiScaleMLE
+from ebm_multiscale.energy import resize
+from ebmcore import Batch
+
+
+class _CountingPyramid(torch.nn.Module):
+    """A multi-scale quadratic energy that counts evaluations per resolution."""
+
+    def __init__(self, resolutions):
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        self.w = torch.nn.Parameter(torch.ones(()))
+        self.calls = {r: 0 for r in resolutions}
+
+    def forward(self, x, cond=None):
+        self.calls[x.shape[-1]] += 1
+        return 0.5 * self.w * x.flatten(1).pow(2).sum(1)
+
+
+@pytest.mark.parametrize("cls,resolutions", [(Multigrid, (1, 4, 16)), (CoarseToFine, (4, 8, 16))])
+def test_pyramid_samplers_give_correctly_shaped_samples_at_every_scale(cls, resolutions):
+    energy = MultiScaleEnergy(3, resolutions, width=8)
+    sampler = cls(Langevin(step_size=0.01, n_steps=4))
+    x0 = torch.rand(5, 3, 16, 16)
+    out = sampler.run_pyramid(x0, energy, rng=torch.Generator().manual_seed(0))
+    assert [tuple(x.shape) for x in out] == [(5, 3, r, r) for r in resolutions]
+    assert all(torch.isfinite(x).all() and not x.requires_grad for x in out)
+    assert torch.equal(sampler.run(x0, energy, rng=torch.Generator().manual_seed(0)), out[-1])
+
+
+def test_multigrid_runs_k_steps_per_grid_starting_from_the_coarser_grid():
+    energy = _CountingPyramid((1, 4, 16))
+    Multigrid(Langevin(step_size=0.01, n_steps=6)).run(torch.zeros(2, 1, 16, 16), energy, rng=torch.Generator())
+    assert energy.calls == {1: 6, 4: 6, 16: 6}
+
+
+def test_coarse_to_fine_fades_in_each_stage_through_the_coarser_energy():
+    energy = _CountingPyramid((4, 8, 16))
+    CoarseToFine(Langevin(step_size=0.01, n_steps=6), fade_steps=2).run(
+        torch.zeros(2, 1, 16, 16), energy, rng=torch.Generator())
+    # stage 8 and stage 16 each spend 2 faded steps that also evaluate the coarser energy
+    assert energy.calls == {4: 6 + 2, 8: 6 + 2, 16: 6}
+
+
+def test_masked_pixels_keep_the_observed_image_at_the_finest_scale():
+    energy = MultiScaleEnergy(1, (4, 16), width=8)
+    x0 = torch.rand(3, 1, 16, 16)
+    mask = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    mask[..., :8] = True
+    x = Multigrid(Langevin(step_size=0.01, n_steps=5)).run(x0, energy, rng=torch.Generator(), mask=mask)
+    assert torch.equal(x[..., :8], x0[..., :8]) and not torch.equal(x[..., 8:], x0[..., 8:])
+
+
+def test_the_per_grid_kernel_comes_from_the_registry():
+    sampler = ebmcore.build("sampler", "multigrid", kernel="mala", step_size=0.05, n_steps=3)
+    assert isinstance(sampler.kernel, MALA) and sampler.kernel.step_size == 0.05
+    with pytest.raises(ebmcore.PluginError, match="unknown sampler 'langevn'"):
+        ebmcore.build("sampler", "multigrid", kernel="langevn")
+    with pytest.raises(ebmcore.EbmError, match="noise"):
+        ebmcore.build("sampler", "coarse_to_fine", kernel="hmc", noise=0.1)
+
+
+def test_multiscale_energy_picks_the_energy_of_the_input_resolution():
+    energy = MultiScaleEnergy(1, (1, 4), width=8)
+    assert energy(torch.rand(2, 1, 1, 1)).shape == (2,) and energy(torch.rand(2, 1, 4, 4)).shape == (2,)
+    with pytest.raises(KeyError):
+        energy(torch.rand(2, 1, 8, 8))
+    assert resize(torch.ones(1, 1, 4, 4), 1).item() == 1.0
+
+
+def test_multiscale_mle_has_one_loss_and_one_group_per_scale_and_learns_only_its_scale():
+    torch.manual_seed(0)
+    energy = MultiScaleEnergy(1, (1, 4, 16), width=8)
+    obj = MultiScaleMLE(energy, Multigrid(Langevin(step_size=0.01, n_steps=3)), UniformNoise((1, 16, 16)))
+    assert set(obj.param_groups()) == {"scale1", "scale4", "scale16"}
+    losses, metrics = obj.loss(Batch(torch.rand(4, 1, 16, 16)), rng=torch.Generator())
+    assert set(losses) == {"scale1", "scale4", "scale16"} and "energy/sample@16" in metrics
+    losses["scale4"].backward()
+    grads = {name: any(p.grad is not None for p in m.parameters()) for name, m in obj.param_groups().items()}
+    assert grads == {"scale1": False, "scale4": True, "scale16": False}
