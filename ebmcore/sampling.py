@@ -63,7 +63,8 @@ def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
     conditional distribution.
 
     ``trace=True`` also returns the chains' history, ``{"x": (n_steps, *x.shape), <each
-    Info field>: (n_steps, ...)}`` (e.g. energies, acceptance), for diagnostics such as
+    Info field>: (n_steps, ...), "grad_norm": (n_steps, batch)}`` (energies, acceptance,
+    ‖∇E‖ of the gradient each step used or carries), for diagnostics such as
     :func:`ebmcore.diagnostics.effective_sample_size`. Off by default: it keeps every step.
 
     ``temperatures`` (one per step) anneals: step t samples exp(−E/T_t), on top of the
@@ -86,18 +87,22 @@ def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
                 state = sampler.init(state.x, energy, cond)
             state, info = sampler.step(state, energy, rng=rng, cond=cond, **kw)
             if trace:
-                history.append((state.x, info))
+                grad = getattr(info, "grad", None)
+                history.append((state.x, info, getattr(state, "grad", None) if grad is None else grad))
     if not trace:
         return state.x.detach()
     return state.x.detach(), _stack(history)
 
 
-def _stack(history: list[tuple[Tensor, Any]]) -> dict[str, Tensor]:
+def _stack(history: list[tuple[Tensor, Any, Tensor | None]]) -> dict[str, Tensor]:
+    """Positions, every tensor Info field, and the per-chain norm of ∇E where known."""
     if not history:
         return {}
-    out = {"x": torch.stack([x for x, _ in history])}
+    out = {"x": torch.stack([x for x, _, _ in history])}
     for name in history[0][1]._fields:
-        values = [getattr(info, name) for _, info in history]
-        if isinstance(values[0], Tensor):
-            out[name] = torch.stack([torch.as_tensor(v) for v in values])
+        values = [getattr(info, name) for _, info, _ in history]
+        if isinstance(values[0], Tensor) and name != "grad":
+            out[name] = torch.stack(values)
+    if all(g is not None for _, _, g in history):
+        out["grad_norm"] = torch.stack([g.flatten(1).norm(dim=1) for _, _, g in history])
     return out

@@ -17,6 +17,8 @@ def test_trace_is_off_by_default_and_records_positions_and_info_when_asked():
     # Langevin's Info holds the energy at the start of each step
     assert history["energy"].shape == (7, 5)
     assert torch.allclose(history["energy"][0], energy(x0))
+    # ∇E of a standard Gaussian energy is x: its norm at the first step is ‖x0‖
+    assert torch.allclose(history["grad_norm"][0], x0.norm(dim=1))
 
 
 def test_masked_coordinates_are_bit_identical_for_a_broadcast_mask():
@@ -46,3 +48,14 @@ def test_a_schedule_of_the_wrong_length_is_rejected():
     energy = GaussianEnergy(torch.zeros(1), torch.eye(1))
     with pytest.raises(ValueError, match="need 3 positive values"):
         Langevin(n_steps=3).run(torch.zeros(2, 1), energy, rng=torch.Generator(), temperatures=[1.0, 2.0])
+
+
+def test_metropolis_kernels_trace_acceptance_and_gradient_norms():
+    from ebm_hmc import HMC
+
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    _, history = HMC(step_size=0.2, n_leapfrog=3, n_steps=5).run(
+        torch.randn(8, 2, generator=torch.Generator().manual_seed(0)), energy,
+        rng=torch.Generator().manual_seed(1), trace=True)
+    assert history["acceptance_prob"].shape == (5, 8) and history["grad_norm"].shape == (5, 8)
+    assert torch.allclose(history["grad_norm"][-1], history["x"][-1].norm(dim=1))

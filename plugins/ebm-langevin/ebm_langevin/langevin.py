@@ -47,9 +47,10 @@ class LangevinState(NamedTuple):
 
 
 class LangevinInfo(NamedTuple):
-    """Energy per chain at the start of the step."""
+    """Energy per chain at the start of the step, and the gradient the step used."""
 
     energy: Tensor
+    grad: Tensor
 
 
 class Langevin(Sampler):
@@ -97,7 +98,7 @@ class Langevin(Sampler):
             x_new.clamp_(*clamp)
         if mask is not None:
             x_new = torch.where(mask, x, x_new)
-        return LangevinState(x_new), LangevinInfo(e)
+        return LangevinState(x_new), LangevinInfo(e, g)
 
     def __repr__(self) -> str:
         return f"Langevin({', '.join(f'{k}={v!r}' for k, v in attrs.asdict(self.config).items())})"
