@@ -378,3 +378,29 @@ def check_banana(sampler, *, n_chains: int = 4000, n_steps: int | None = None, s
     ])
     return {"mean": m, "cov": c, "twist": twist, "mean_error": mean_err, "cov_error": cov_err,
             "twist_error": twist_err}
+
+
+class CountingEnergy(nn.Module):
+    """N(0, I) energy that counts its calls (to check gradients per step); NaN where the
+    first coordinate exceeds ``nan_above`` (to check that NaN proposals are rejected)."""
+
+    def __init__(self, nan_above: float = math.inf):
+        super().__init__()
+        self.calls, self.nan_above = 0, nan_above
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        self.calls += 1
+        e = 0.5 * x.pow(2).sum(1)
+        return torch.where(x[:, 0] > self.nan_above, torch.nan, e)
+
+
+def check_rng_discipline(sampler, *, n_steps: int = 10) -> None:
+    """The same ``rng`` seed gives the same chains, another seed other chains, and torch's
+    global RNG is untouched (all randomness comes from the ``rng`` argument)."""
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    before = torch.get_rng_state()
+    a, b, c = (sampler.run(torch.zeros(16, 2), energy, n_steps, rng=torch.Generator().manual_seed(s))
+               for s in (3, 3, 4))
+    assert torch.equal(a, b), f"sampler {sampler!r}: the same rng seed gave different chains"
+    assert not torch.equal(a, c), f"sampler {sampler!r}: different rng seeds gave the same chains"
+    assert torch.equal(before, torch.get_rng_state()), f"sampler {sampler!r} used torch's global RNG"

@@ -1,4 +1,3 @@
-import math
 
 import pytest
 import torch
@@ -6,7 +5,7 @@ from torch import nn
 
 from ebm_hmc import HMC, HMCConfig
 from ebmcore import config as cfg
-from ebmcore.testing import GaussianEnergy, check_gaussian_2d
+from ebmcore.testing import CountingEnergy, GaussianEnergy, check_gaussian_2d, check_rng_discipline
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"mass": 2.0, "step_size": 0.4}, {"adapt_steps": 50, "step_size": 0.01}],
@@ -42,22 +41,11 @@ def test_dual_averaging_reaches_the_target_acceptance_on_a_10d_gaussian(step_siz
     assert (torch.cov(x.T) - cov).abs().max() < 0.25  # and it samples the target
 
 
-class _Counting(nn.Module):
-    """N(0, I) energy that counts its calls; NaN where the first coordinate exceeds ``nan_above``."""
-
-    def __init__(self, nan_above=math.inf):
-        super().__init__()
-        self.calls, self.nan_above = 0, nan_above
-
-    def forward(self, x, cond=None):
-        self.calls += 1
-        e = 0.5 * x.pow(2).sum(1)
-        return torch.where(x[:, 0] > self.nan_above, torch.nan, e)
 
 
 @pytest.mark.parametrize("adapt_steps", [0, 2])
 def test_one_gradient_per_leapfrog_step(adapt_steps):
-    energy = _Counting()
+    energy = CountingEnergy()
     s = HMC(step_size=0.3, n_leapfrog=7, n_steps=4, adapt_steps=adapt_steps)
     rng = torch.Generator().manual_seed(0)
     state = s.init(torch.randn(64, 3, generator=rng), energy)
@@ -82,7 +70,7 @@ def test_carried_energy_and_gradient_are_those_of_the_position():
 
 
 def test_nan_energy_proposals_are_rejected_not_propagated():
-    energy = _Counting(nan_above=0.5)
+    energy = CountingEnergy(nan_above=0.5)
     s = HMC(step_size=0.5, n_leapfrog=3, n_steps=20)
     rng = torch.Generator().manual_seed(0)
     state = s.init(torch.full((512, 2), -1.0), energy)
@@ -108,14 +96,7 @@ def test_mask_keeps_observed_coordinates_bit_identical():
 
 
 def test_same_rng_seed_gives_same_chain_and_global_rng_untouched():
-    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
-    s = HMC(step_size=0.3, n_leapfrog=3, n_steps=10, adapt_steps=5)
-    before = torch.get_rng_state()
-    a = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
-    b = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
-    c = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(4))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert torch.equal(before, torch.get_rng_state())
+    check_rng_discipline(HMC(step_size=0.3, n_leapfrog=3, n_steps=10, adapt_steps=5))
 
 
 def test_sampling_is_in_eval_mode_and_returns_detached():

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ebm_langevin import Langevin
-from ebmcore.testing import GaussianEnergy, check_gaussian_2d
+from ebmcore.testing import GaussianEnergy, check_gaussian_2d, check_rng_discipline
 
 
 def test_langevin_samples_a_known_2d_gaussian():
@@ -52,14 +52,7 @@ def test_one_energy_gradient_per_step():
 
 
 def test_same_rng_seed_gives_same_chain_and_global_rng_untouched():
-    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
-    s = Langevin(step_size=0.1, n_steps=10)
-    before = torch.get_rng_state()
-    a = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
-    b = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
-    c = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(4))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert torch.equal(before, torch.get_rng_state())
+    check_rng_discipline(Langevin(step_size=0.1, n_steps=10))
 
 
 def test_value_clamp_and_gradient_clamp():

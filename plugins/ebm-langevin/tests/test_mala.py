@@ -1,11 +1,10 @@
-import math
 
 import pytest
 import torch
 from torch import nn
 
 from ebm_langevin import MALA, Langevin
-from ebmcore.testing import GaussianEnergy, check_gaussian_2d
+from ebmcore.testing import CountingEnergy, GaussianEnergy, check_gaussian_2d, check_rng_discipline
 
 
 def test_mala_is_exact_at_a_step_where_ula_is_biased():
@@ -15,21 +14,10 @@ def test_mala_is_exact_at_a_step_where_ula_is_biased():
     check_gaussian_2d(MALA(step_size=0.3, n_steps=300))
 
 
-class _Counting(nn.Module):
-    """N(0, I) energy that counts its calls; NaN where the first coordinate exceeds ``nan_above``."""
-
-    def __init__(self, nan_above=math.inf):
-        super().__init__()
-        self.calls, self.nan_above = 0, nan_above
-
-    def forward(self, x, cond=None):
-        self.calls += 1
-        e = 0.5 * x.pow(2).sum(1)
-        return torch.where(x[:, 0] > self.nan_above, torch.nan, e)
 
 
 def test_acceptance_is_a_probability_per_chain_and_one_gradient_per_step():
-    energy = _Counting()
+    energy = CountingEnergy()
     s = MALA(step_size=0.5, n_steps=5)
     rng = torch.Generator().manual_seed(0)
     state = s.init(torch.randn(256, 3, generator=rng), energy)
@@ -55,7 +43,7 @@ def test_carried_energy_and_gradient_are_those_of_the_position():
 
 
 def test_nan_energy_proposals_are_rejected_not_propagated():
-    energy = _Counting(nan_above=0.5)  # NaN on half the space
+    energy = CountingEnergy(nan_above=0.5)  # NaN on half the space
     s = MALA(step_size=0.5, n_steps=30)
     rng = torch.Generator().manual_seed(0)
     state = s.init(torch.full((512, 2), -1.0), energy)
@@ -90,14 +78,7 @@ def test_temperature_samples_the_tempered_target():
 
 
 def test_same_rng_seed_gives_same_chain_and_global_rng_untouched():
-    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
-    s = MALA(step_size=0.3, n_steps=10)
-    before = torch.get_rng_state()
-    a = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
-    b = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(3))
-    c = s.run(torch.zeros(16, 2), energy, rng=torch.Generator().manual_seed(4))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert torch.equal(before, torch.get_rng_state())
+    check_rng_discipline(MALA(step_size=0.3, n_steps=10))
 
 
 class _Flat(nn.Module):
