@@ -93,7 +93,10 @@ class Run:
             section = recipe.sections.get(kind)
             if section is None:
                 continue
-            obj = self.ctx.build(kind, section.type, section.config)
+            try:
+                obj = self.ctx.build(kind, section.type, section.config)
+            except (ValueError, TypeError) as exc:  # components that do not fit together
+                raise EbmError(f"$.{kind}: cannot build {kind} '{section.type}': {exc}") from exc
             self.ctx.built[kind] = obj
             if kind == "data":
                 self.ctx.event_shape = tuple(obj.event_shape)

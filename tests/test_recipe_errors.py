@@ -134,3 +134,10 @@ def test_unknown_keys_and_bad_values_in_one_section_are_all_reported(tiny):
 def test_resume_without_a_run_directory_exits_2(tmp_path, tiny):
     r = ebm("run", write_recipe(tmp_path / "r.toml", tiny), "--out", tmp_path / "none", "--resume")
     assert r.returncode == 2 and "nothing to resume" in r.stderr
+
+
+def test_components_that_do_not_fit_together_exit_2_naming_the_section(tmp_path, tiny):
+    tiny["energy"] = {"type": "multiscale", "resolutions": [1, 4]}  # an image energy on 2-D points
+    r = ebm("run", write_recipe(tmp_path / "r.toml", tiny), "--out", tmp_path / "run")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "$.energy: cannot build energy 'multiscale'" in r.stderr
