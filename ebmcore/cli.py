@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         host = PluginHost(args.plugins)
         for failure in host.failures:
             print(f"warning: {failure}", file=sys.stderr)
+        for kind, name in host.registry.conflicts:
+            print(f"warning: {host.registry.conflict_message(kind, name)}", file=sys.stderr)
         return _COMMANDS[args.command](args, host)
     except EbmError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -45,26 +45,34 @@ class Entry:
 class Registry:
     """Components by (kind, name), with the distribution that provided each.
 
-    The host owns conflicts: registering a (kind, name) twice is an error naming both
-    distributions.
+    The host owns conflicts: a (kind, name) registered by two distributions is kept out of
+    the registry — using it is an error naming both — while every other component works.
     """
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Entry] = {}
+        self.conflicts: dict[tuple[str, str], list[str]] = {}
 
     def add(self, component: Component, distribution: str) -> None:
         key = (component.kind, component.name)
-        if key in self._entries:
-            first, second = sorted((self._entries[key].distribution, distribution))
-            raise PluginError(
-                f"{component.kind} '{component.name}' is registered twice: by '{first}' and "
-                f"by '{second}'. Uninstall one of them, or start ebm with "
+        if key in self.conflicts:
+            self.conflicts[key] = sorted({*self.conflicts[key], distribution})
+        elif key in self._entries:
+            self.conflicts[key] = sorted({self._entries.pop(key).distribution, distribution})
+        else:
+            self._entries[key] = Entry(component, distribution)
+
+    def conflict_message(self, kind: str, name: str) -> str:
+        dists = self.conflicts[(kind, name)]
+        by = " and ".join(f"by '{d}'" for d in dists)
+        return (f"{kind} '{name}' is registered twice: {by}. Uninstall one of them, or start ebm with "
                 f"EBM_DISABLE_PLUGIN_AUTOLOAD=1 and load the one you want with -p MODULE.")
-        self._entries[key] = Entry(component, distribution)
 
     def entry(self, kind: str, name: str) -> Entry:
         if kind not in KINDS:
             raise PluginError(f"unknown kind '{kind}'{did_you_mean(kind, KINDS)}; kinds: {', '.join(KINDS)}")
+        if (kind, name) in self.conflicts:
+            raise PluginError(self.conflict_message(kind, name))
         found = self._entries.get((kind, name))
         if found is None:
             raise PluginError(self.unknown_message(kind, name))

@@ -52,9 +52,14 @@ def test_a_plugin_that_fails_to_import_is_named_and_the_others_still_work(third_
 
 def test_two_distributions_registering_the_same_name_is_an_error_naming_both(tmp_path):
     env = _pip_install_target(tmp_path / "site", FIXTURES / "ebm-dup-a", FIXTURES / "ebm-dup-b")
-    r = ebm("list", env=env)
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "energy 'twin' is registered twice: by 'ebm-dup-a' and by 'ebm-dup-b'" in r.stderr
+    message = "energy 'twin' is registered twice: by 'ebm-dup-a' and by 'ebm-dup-b'"
+    r = ebm("list", "--json", env=env)  # the conflict is reported; everything else still works
+    assert r.returncode == 0 and message in r.stderr
+    names = {row["name"] for row in json.loads(r.stdout)}
+    assert "twin" not in names and {"langevin", "mle", "toy2d"} <= names
+    recipe = {**TINY, "energy": {"type": "twin"}}
+    r = ebm("validate", write_recipe(tmp_path / "r.toml", recipe), env=env)  # using it is an error
+    assert r.returncode == 2 and "Traceback" not in r.stderr and message in r.stderr
 
 
 def test_autoload_off_lists_nothing_and_p_loads_a_plugin_explicitly():
