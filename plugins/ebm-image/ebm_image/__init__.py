@@ -1,0 +1,24 @@
+"""Image data for ebm: scikit-learn digits, MNIST-style IDX files and folders of images.
+
+All images are ``(N, C, H, W)`` float32 in [−1, 1]. Dequantisation noise is not added here:
+it belongs per batch to the objective (``ebm-mle``'s ``data_noise``), so each step sees fresh
+noise and the data set stays fixed.
+"""
+
+from ebmcore import Component, hookimpl
+from ebm_image.common import ImageData, image_grid_png
+from ebm_image.digits import DigitsConfig, digits_data
+from ebm_image.folder import ImageFolderConfig, image_folder_data
+from ebm_image.idx import IdxConfig, idx_data, read_idx
+
+__all__ = ["DigitsConfig", "IdxConfig", "ImageData", "ImageFolderConfig", "digits_data",
+           "idx_data", "image_folder_data", "image_grid_png", "read_idx"]
+
+
+@hookimpl
+def ebm_components():
+    return [
+        Component("data", "digits", DigitsConfig, digits_data),
+        Component("data", "idx", IdxConfig, idx_data),
+        Component("data", "image_folder", ImageFolderConfig, image_folder_data),
+    ]

@@ -1,0 +1,83 @@
+"""Shared pieces of the image modality: scaling, resizing, flips and the PNG grid."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ebmcore import Batch, Data
+
+
+def to_unit_range(x: torch.Tensor, max_value: float) -> torch.Tensor:
+    """Map values in [0, max_value] to float32 in [−1, 1]."""
+    return (x.float() / max_value * 2 - 1).clamp(-1, 1)
+
+
+def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Bilinear resize of ``(N, C, H, W)`` to ``size × size`` (None or the same size: unchanged)."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < x.shape[-1]).clamp(-1, 1)
+
+
+def with_flips(x: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Double the set by appending horizontally mirrored copies (labels repeated)."""
+    x = torch.cat([x, x.flip(-1)])
+    return x, (None if cond is None else torch.cat([cond, cond]))
+
+
+def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4) -> None:
+    """Up to 64 images ``(B, C, H, W)`` (C = 1 or 3), values clamped to [−1, 1], as one PNG grid.
+
+    Images are separated by a one-pixel white border and enlarged ``scale`` times (nearest).
+    """
+    x = x[:64].detach().float().cpu()
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    x = x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    b, c, h, w = x.shape
+    columns = max(1, min(columns, b))
+    rows = math.ceil(b / columns)
+    canvas = torch.full((c, rows * (h + 1) + 1, columns * (w + 1) + 1), 255, dtype=torch.uint8)
+    for i in range(b):
+        r, k = divmod(i, columns)
+        top, left = 1 + r * (h + 1), 1 + k * (w + 1)
+        canvas[:, top:top + h, left:left + w] = x[i]
+    array = np.ascontiguousarray(canvas.permute(1, 2, 0).numpy())
+    img = Image.fromarray(array[..., 0] if c == 1 else array, mode="L" if c == 1 else "RGB")
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(Path(path))
+
+
+class ImageData(Data):
+    """A fixed set of images in [−1, 1], optionally with integer class labels.
+
+    ``cond`` is the labels only when ``conditional`` (for class-conditional energies);
+    ``labels`` keeps them either way.
+    """
+
+    def __init__(self, x: torch.Tensor, labels: torch.Tensor | None = None, *,
+                 batch_size: int = 64, conditional: bool = False, flip: bool = False,
+                 num_classes: int | None = None, name: str = "images"):
+        if conditional and labels is None:
+            from ebmcore import EbmError
+
+            raise EbmError(f"{name}: conditional = true needs labels, but this data set has none")
+        if flip:
+            x, labels = with_flips(x, labels)
+        self.x = x.contiguous()
+        self.labels = None if labels is None else labels.long()
+        self.conditional = conditional
+        self.batch_size = batch_size
+        self.event_shape = tuple(x.shape[1:])
+        self.num_classes = num_classes
+        self.name = name
+
+    def dataset(self) -> Batch:
+        return Batch(self.x, self.labels if self.conditional else None)
+
+    def save_samples(self, x, path: Path) -> None:
+        image_grid_png(x, Path(path))

@@ -1,0 +1,31 @@
+"""scikit-learn's handwritten digits (8×8 grey, 1,797 images, 10 classes), bundled in its wheel."""
+
+import attrs
+import torch
+
+from ebmcore import config as cfg
+from ebm_image.common import ImageData, resize, to_unit_range
+
+
+@attrs.frozen
+class DigitsConfig:
+    """scikit-learn's 1,797 handwritten digits (8×8 grey, values 0..16 scaled to [−1, 1])."""
+
+    size: int = cfg.positive("image size; 8 is native, others are resized bilinearly", default=8)
+    conditional: bool = cfg.doc("give the labels (0..9) as cond", default=False)
+    flip: bool = cfg.doc("append horizontally mirrored copies (doubles the set)", default=False)
+    batch_size: int = cfg.positive("examples per optimisation step", default=64)
+
+
+def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images).float().unsqueeze(1)  # (1797, 1, 8, 8), values 0..16
+    return to_unit_range(x, 16.0), torch.from_numpy(d.target).long()
+
+
+def digits_data(c: DigitsConfig, ctx=None) -> ImageData:
+    x, y = load_digits_tensor()
+    return ImageData(resize(x, c.size), y, batch_size=c.batch_size, conditional=c.conditional,
+                     flip=c.flip, num_classes=10, name="digits")

@@ -1,0 +1,123 @@
+"""MNIST-style IDX files (gzip or plain), e.g. MNIST and Fashion-MNIST.
+
+Fashion-MNIST arrives with the Debian package ``dataset-fashion-mnist``
+(``apt-get install dataset-fashion-mnist``); ``name = "fashion_mnist"`` looks for the
+conventional file names under ``root``:
+``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``.
+The default ``root`` (``/usr/share/dataset-fashion-mnist``) is the conventional Debian
+location; it was not verified against an installed package (``dpkg -L
+dataset-fashion-mnist`` lists the real paths), so set ``root`` if yours differ.
+"""
+
+import gzip
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import numpy as np
+import torch
+
+from ebmcore import EbmError
+from ebmcore import config as cfg
+from ebm_image.common import ImageData, resize, to_unit_range
+
+FASHION_ROOT = "/usr/share/dataset-fashion-mnist"
+FASHION_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+# IDX type byte → numpy big-endian dtype
+_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _optional_positive(doc: str) -> object:
+    return attrs.field(default=None, metadata={"doc": doc},
+                       validator=attrs.validators.optional(attrs.validators.gt(0)))
+
+
+@attrs.frozen
+class IdxConfig:
+    """Images (and labels) from IDX files: MNIST, Fashion-MNIST or any other IDX data set."""
+
+    name: Literal["files", "fashion_mnist"] = cfg.doc(
+        "'files': read `images`/`labels`; 'fashion_mnist': the conventional files under `root` "
+        "(apt-get install dataset-fashion-mnist)", default="files")
+    images: str = cfg.doc("path of the images IDX file (.gz or plain); for name = 'files'", default="")
+    labels: str = cfg.doc("path of the labels IDX file (optional); for name = 'files'", default="")
+    root: str = cfg.doc("folder of the Fashion-MNIST IDX files", default=FASHION_ROOT)
+    split: Literal["train", "test"] = cfg.doc("Fashion-MNIST split (name = 'fashion_mnist')",
+                                              default="train")
+    size: int | None = _optional_positive("resize to size × size (bilinear); unset keeps the native size")
+    limit: int | None = _optional_positive("keep only the first `limit` images (unset: all)")
+    conditional: bool = cfg.doc("give the labels as cond (needs labels)", default=False)
+    flip: bool = cfg.doc("append horizontally mirrored copies (doubles the set)", default=False)
+    batch_size: int = cfg.positive("examples per optimisation step", default=64)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (gzip if it starts with the gzip magic) into a numpy array.
+
+    A missing, corrupt or truncated file raises :class:`EbmError` naming the file.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise EbmError(f"{path}: IDX file not found") from None
+    except OSError as exc:
+        raise EbmError(f"{path}: cannot read IDX file: {exc}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, ValueError) as exc:
+            raise EbmError(f"{path}: corrupt gzip in IDX file: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES or raw[3] == 0:
+        raise EbmError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    dtype, ndim = np.dtype(_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise EbmError(f"{path}: truncated IDX file (header needs {header} bytes, has {len(raw)})")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    need = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) != need:
+        kind = "truncated" if len(raw) < need else "oversized"
+        raise EbmError(f"{path}: {kind} IDX file: dimensions {dims} need {need} bytes, file has {len(raw)}")
+    return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _paths(c: IdxConfig) -> tuple[Path, Path | None]:
+    if c.name == "fashion_mnist":
+        images, labels = (Path(c.root) / f for f in FASHION_FILES[c.split])
+        for p in (images, labels):
+            if not p.exists():
+                raise EbmError(f"{p}: Fashion-MNIST file not found; `apt-get install "
+                               f"dataset-fashion-mnist` provides it (or set `root`)")
+        return images, labels
+    if not c.images:
+        raise EbmError("data.idx: `images` (path of an IDX file) is required when name = 'files'")
+    return Path(c.images), (Path(c.labels) if c.labels else None)
+
+
+def idx_data(c: IdxConfig, ctx=None) -> ImageData:
+    images_path, labels_path = _paths(c)
+    images = read_idx(images_path)
+    if images.ndim == 3:
+        images = images[:, None]  # (N, H, W) → (N, 1, H, W)
+    elif images.ndim != 4:
+        raise EbmError(f"{images_path}: expected images of 3 or 4 dimensions (N, H, W[, C]) "
+                       f"or (N, C, H, W), got shape {images.shape}")
+    labels = None
+    if labels_path is not None:
+        labels = read_idx(labels_path)
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise EbmError(f"{labels_path}: expected {len(images)} labels, got shape {labels.shape}")
+    if c.limit is not None:
+        images = images[:c.limit]
+        labels = None if labels is None else labels[:c.limit]
+    scale = 255.0 if images.dtype == np.uint8 else float(max(images.max(), 1))
+    x = to_unit_range(torch.from_numpy(np.ascontiguousarray(images)), scale)
+    y = None if labels is None else torch.from_numpy(labels.astype(np.int64))
+    num_classes = None if y is None else int(y.max()) + 1
+    return ImageData(resize(x, c.size), y, batch_size=c.batch_size, conditional=c.conditional,
+                     flip=c.flip, num_classes=num_classes, name=str(images_path))
