@@ -10,12 +10,11 @@ import math
 from pathlib import Path
 
 import attrs
-import numpy as np
 import torch
-from PIL import Image
 
 from ebmcore import Batch, Data
 from ebmcore import config as cfg
+from ebmcore.pictures import image_grid_png
 
 
 @attrs.frozen
@@ -36,20 +35,6 @@ def stripes(n: int, size: int, *, rng: torch.Generator) -> torch.Tensor:
     y, x = torch.meshgrid(grid, grid, indexing="ij")
     proj = x[None] * theta.cos()[:, None, None] + y[None] * theta.sin()[:, None, None]
     return torch.cos(2 * math.pi * freq[:, None, None] * proj + phase[:, None, None]).unsqueeze(1)
-
-
-def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4) -> None:
-    """Up to 64 images (B, C, H, W) in [−1, 1] as one PNG grid."""
-    x = x[:64].detach().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    b, c, h, w = x.shape
-    rows = math.ceil(b / columns)
-    canvas = torch.full((c, rows * (h + 1), columns * (w + 1)), 255, dtype=torch.uint8)
-    for i in range(b):
-        r, k = divmod(i, columns)
-        canvas[:, r * (h + 1):r * (h + 1) + h, k * (w + 1):k * (w + 1) + w] = x[i]
-    array = canvas.permute(1, 2, 0).numpy()
-    img = Image.fromarray(array[..., 0] if c == 1 else np.ascontiguousarray(array))
-    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
 
 
 class Stripes(Data):
