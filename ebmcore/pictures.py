@@ -26,5 +26,5 @@ def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int 
         top, left = 1 + r * (h + 1), 1 + k * (w + 1)
         canvas[:, top:top + h, left:left + w] = x[i]
     array = np.ascontiguousarray(canvas.permute(1, 2, 0).numpy())
-    img = Image.fromarray(array[..., 0] if c == 1 else array, mode="L" if c == 1 else "RGB")
+    img = Image.fromarray(array[..., 0] if c == 1 else array)  # uint8: "L" or "RGB"
     img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(Path(path))
