@@ -404,3 +404,33 @@ def check_rng_discipline(sampler, *, n_steps: int = 10) -> None:
     assert torch.equal(a, b), f"sampler {sampler!r}: the same rng seed gave different chains"
     assert not torch.equal(a, c), f"sampler {sampler!r}: different rng seeds gave the same chains"
     assert torch.equal(before, torch.get_rng_state()), f"sampler {sampler!r} used torch's global RNG"
+
+
+def check_carried_state(sampler, *, n_steps: int = 3, seed: int = 0) -> None:
+    """For kernels whose state carries E and ∇E: after a few steps they are those of the
+    state's position (an accepted proposal's values taken over, a rejected one's dropped)."""
+    energy = GaussianEnergy(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
+    rng = torch.Generator().manual_seed(seed)
+    state = sampler.init(torch.randn(64, 2, generator=rng), energy)
+    for _ in range(n_steps):
+        state, _ = sampler.step(state, energy, rng=rng)
+    x = state.x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(energy(x).sum(), x)
+    assert torch.allclose(state.energy, energy(state.x)), f"sampler {sampler!r} carries a stale energy"
+    assert torch.allclose(state.grad, g), f"sampler {sampler!r} carries a stale gradient"
+
+
+def check_nan_rejected(sampler, *, n_steps: int = 30, seed: int = 0) -> None:
+    """For Metropolis kernels (Info has ``acceptance_prob``): proposals where E is NaN are
+    rejected with probability 0, never taken into the state."""
+    energy = CountingEnergy(nan_above=0.5)  # NaN on half the space
+    rng = torch.Generator().manual_seed(seed)
+    state = sampler.init(torch.full((512, 2), -1.0), energy)
+    rejected = 0
+    for _ in range(n_steps):
+        state, info = sampler.step(state, energy, rng=rng)
+        assert not info.acceptance_prob.isnan().any(), f"sampler {sampler!r}: NaN acceptance probability"
+        rejected += int((info.acceptance_prob == 0).sum())
+    assert rejected > 0, "no proposal reached the NaN region: the check did not test anything"
+    assert state.x.isfinite().all() and not state.energy.isnan().any() and (state.x[:, 0] <= 0.5).all(), (
+        f"sampler {sampler!r} took a proposal whose energy is NaN")

@@ -5,7 +5,8 @@ from torch import nn
 
 from ebm_hmc import HMC, HMCConfig
 from ebmcore import config as cfg
-from ebmcore.testing import CountingEnergy, GaussianEnergy, check_gaussian_2d, check_rng_discipline
+from ebmcore.testing import (CountingEnergy, GaussianEnergy, check_carried_state, check_gaussian_2d,
+                             check_nan_rejected, check_rng_discipline)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"mass": 2.0, "step_size": 0.4}, {"adapt_steps": 50, "step_size": 0.01}],
@@ -58,29 +59,11 @@ def test_one_gradient_per_leapfrog_step(adapt_steps):
 
 
 def test_carried_energy_and_gradient_are_those_of_the_position():
-    energy, _ = _gaussian_10d()
-    s = HMC(step_size=0.5, n_leapfrog=3)
-    rng = torch.Generator().manual_seed(0)
-    state = s.init(torch.randn(64, 10, generator=rng), energy)
-    for _ in range(3):
-        state, _ = s.step(state, energy, rng=rng)
-    x = state.x.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(energy(x).sum(), x)
-    assert torch.allclose(state.energy, energy(state.x)) and torch.allclose(state.grad, g)
+    check_carried_state(HMC(step_size=0.5, n_leapfrog=3))
 
 
 def test_nan_energy_proposals_are_rejected_not_propagated():
-    energy = CountingEnergy(nan_above=0.5)
-    s = HMC(step_size=0.5, n_leapfrog=3, n_steps=20)
-    rng = torch.Generator().manual_seed(0)
-    state = s.init(torch.full((512, 2), -1.0), energy)
-    rejected_nan = 0
-    for _ in range(20):
-        state, info = s.step(state, energy, rng=rng)
-        rejected_nan += (info.acceptance_prob == 0).sum()
-        assert not info.acceptance_prob.isnan().any()
-    assert rejected_nan > 0
-    assert state.x.isfinite().all() and not state.energy.isnan().any() and (state.x[:, 0] <= 0.5).all()
+    check_nan_rejected(HMC(step_size=0.5, n_leapfrog=3, n_steps=20), n_steps=20)
 
 
 def test_mask_keeps_observed_coordinates_bit_identical():

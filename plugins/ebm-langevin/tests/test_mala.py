@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from ebm_langevin import MALA, Langevin
-from ebmcore.testing import CountingEnergy, GaussianEnergy, check_gaussian_2d, check_rng_discipline
+from ebmcore.testing import (CountingEnergy, GaussianEnergy, check_carried_state, check_gaussian_2d,
+                             check_nan_rejected, check_rng_discipline)
 
 
 def test_mala_is_exact_at_a_step_where_ula_is_biased():
@@ -31,30 +32,11 @@ def test_acceptance_is_a_probability_per_chain_and_one_gradient_per_step():
 
 
 def test_carried_energy_and_gradient_are_those_of_the_position():
-    energy = GaussianEnergy(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
-    s = MALA(step_size=0.3)
-    rng = torch.Generator().manual_seed(0)
-    state = s.init(torch.randn(64, 2, generator=rng), energy)
-    for _ in range(3):
-        state, _ = s.step(state, energy, rng=rng)
-    x = state.x.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(energy(x).sum(), x)
-    assert torch.allclose(state.energy, energy(state.x)) and torch.allclose(state.grad, g)
+    check_carried_state(MALA(step_size=0.3))
 
 
 def test_nan_energy_proposals_are_rejected_not_propagated():
-    energy = CountingEnergy(nan_above=0.5)  # NaN on half the space
-    s = MALA(step_size=0.5, n_steps=30)
-    rng = torch.Generator().manual_seed(0)
-    state = s.init(torch.full((512, 2), -1.0), energy)
-    rejected_nan = 0
-    for _ in range(30):
-        state, info = s.step(state, energy, rng=rng)
-        rejected_nan += (info.acceptance_prob == 0).sum()
-        assert not info.acceptance_prob.isnan().any()
-    assert rejected_nan > 0  # some proposals landed where E is NaN...
-    assert state.x.isfinite().all() and not state.energy.isnan().any()  # ...and none was taken
-    assert (state.x[:, 0] <= 0.5).all()
+    check_nan_rejected(MALA(step_size=0.5, n_steps=30))
 
 
 def test_mask_keeps_observed_coordinates_bit_identical():
