@@ -14,7 +14,7 @@ import pytest
 import torch
 from ebm_langevin import Langevin
 
-from ebmcore import Sampler
+from ebmcore import Sampler, energy_and_grad
 from ebmcore.diagnostics import autocorrelation, effective_sample_size
 from ebmcore.testing import (
     check_anisotropic_gaussian,
@@ -22,6 +22,7 @@ from ebmcore.testing import (
     check_gaussian_2d,
     check_gaussian_10d,
     check_mixture,
+    check_nan_rejected,
 )
 
 
@@ -235,3 +236,33 @@ def test_ess_matches_a_loop_port_of_arviz(rho):
     ess = effective_sample_size(x)
     for d in range(2):
         assert ess[d].item() == pytest.approx(_arviz_ess(x[:, :, d].T), rel=1e-9)
+
+
+class _AlwaysAccept(Sampler):
+    """A broken Metropolis kernel: random-walk proposals, all accepted, NaN or not."""
+
+    n_steps = 30
+
+    def init(self, x, energy, cond=None):
+        return _WalkState(x, *energy_and_grad(energy, x, cond))
+
+    def step(self, state, energy, *, rng, cond=None, mask=None):
+        x = state.x + 0.5 * torch.randn(state.x.shape, generator=rng)
+        ones = torch.ones(len(x))
+        return _WalkState(x, *energy_and_grad(energy, x, cond)), _WalkInfo(ones, ones.bool())
+
+
+class _WalkState(NamedTuple):
+    x: torch.Tensor
+    energy: torch.Tensor
+    grad: torch.Tensor
+
+
+class _WalkInfo(NamedTuple):
+    acceptance_prob: torch.Tensor
+    accepted: torch.Tensor
+
+
+def test_nan_check_fails_a_kernel_that_accepts_nan_proposals():
+    with pytest.raises(AssertionError, match="took a proposal whose energy is NaN"):
+        check_nan_rejected(_AlwaysAccept())
