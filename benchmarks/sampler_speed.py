@@ -137,9 +137,7 @@ def hand_mala(x, energy, n_steps, s=STEP):
             ep, gp = _energy_and_grad(energy, xp)
             log_ratio = (e - ep + 0.5 * xi.square().flatten(1).sum(1)
                          - (x - xp + s * gp).square().flatten(1).sum(1) / (4 * s))
-            acc = torch.rand_like(e) < log_ratio.exp()
-            keep = acc.view(-1, *(1,) * (x.dim() - 1))
-            x, e, g = torch.where(keep, xp, x), torch.where(acc, ep, e), torch.where(keep, gp, g)
+            x, e, g = _metropolis(log_ratio, (x, e, g), (xp, ep, gp))
     for p in params:
         p.requires_grad_(True)
     return x
@@ -147,6 +145,13 @@ def hand_mala(x, energy, n_steps, s=STEP):
 
 def ebm_mala(x, energy, n_steps, rng):
     return MALA(step_size=STEP, n_steps=n_steps).run(x, energy, rng=rng)
+
+
+def _metropolis(log_ratio, current, proposal):
+    """The hand loops' accept step: per chain, keep the proposal with probability min(1, ratio)."""
+    acc = torch.rand_like(log_ratio) < log_ratio.exp()
+    keep = acc.view(-1, *(1,) * (current[0].dim() - 1))
+    return tuple(torch.where(keep if t.dim() > 1 else acc, new, t) for t, new in zip(current, proposal, strict=True))
 
 
 def hand_hmc(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
@@ -165,9 +170,7 @@ def hand_hmc(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
                 ep, gp = _energy_and_grad(energy, xp)
                 p = p - (eps if i < n_leapfrog - 1 else 0.5 * eps) * gp
             log_ratio = e - ep + k0 - 0.5 * p.square().flatten(1).sum(1)
-            acc = torch.rand_like(e) < log_ratio.exp()
-            keep = acc.view(-1, *(1,) * (x.dim() - 1))
-            x, e, g = torch.where(keep, xp, x), torch.where(acc, ep, e), torch.where(keep, gp, g)
+            x, e, g = _metropolis(log_ratio, (x, e, g), (xp, ep, gp))
     for p in params:
         p.requires_grad_(True)
     return x

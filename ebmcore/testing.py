@@ -434,3 +434,19 @@ def check_nan_rejected(sampler, *, n_steps: int = 30, seed: int = 0) -> None:
     assert state.x.isfinite().all() and not state.energy.isnan().any() and (state.x[:, 0] <= 0.5).all(), (
         f"sampler {sampler!r} took a proposal whose energy is NaN")
     assert rejected > 0, "no proposal reached the NaN region: the check did not test anything"
+
+
+def check_masked_conditional(sampler, *, n_chains: int = 4000, n_steps: int | None = None, seed: int = 0) -> None:
+    """With coordinate 0 observed, N(0, [[1, 0.6], [0.6, 0.8]]) must keep it bit-identical
+    (−0.0 included) and sample the free one from the conditional N(0.6·x₀, 0.44)."""
+    energy = GaussianEnergy(torch.zeros(2), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
+    rng = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(n_chains, 2, generator=rng)
+    x0[:8, 0] = -0.0
+    x = sampler.run(x0, energy, n_steps, rng=rng, mask=torch.tensor([True, False]))
+    assert torch.equal(x[:, 0], x0[:, 0]) and torch.equal(x[:, 0].signbit(), x0[:, 0].signbit()), (
+        f"sampler {sampler!r} moved observed coordinates")
+    resid = x[:, 1].double() - 0.6 * x0[:, 0].double()
+    assert abs(resid.mean()) < 0.05 and abs(resid.var() - 0.44) < 0.05, (
+        f"sampler {sampler!r}: free coordinate mean {resid.mean():.3f} var {resid.var():.3f}, "
+        "conditional 0 and 0.44, tolerance 0.05")
