@@ -9,7 +9,7 @@ from ebmcore import Component, hookimpl
 from ebm_image.common import ImageData, image_grid_png
 from ebm_image.digits import DigitsConfig, digits_data
 from ebm_image.folder import ImageFolderConfig, image_folder_data
-from ebm_image.idx import IdxConfig, idx_data, read_idx
+from ebm_image.idx import IdxConfig, idx_data, read_idx, read_idx_images
 
 __all__ = ["DigitsConfig", "IdxConfig", "ImageData", "ImageFolderConfig", "digits_data",
            "idx_data", "image_folder_data", "image_grid_png", "read_idx"]

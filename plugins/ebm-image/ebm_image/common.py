@@ -32,12 +32,14 @@ class ImageData(Data):
     """A fixed set of images in [−1, 1], optionally with integer class labels.
 
     ``cond`` is the labels only when ``conditional`` (for class-conditional energies);
-    ``labels`` keeps them either way.
+    ``labels`` keeps them either way. ``heldout`` is a set never trained on (a test split),
+    used by metrics and tasks; flips are not applied to it.
     """
 
     def __init__(self, x: torch.Tensor, labels: torch.Tensor | None = None, *,
                  batch_size: int = 64, conditional: bool = False, flip: bool = False,
-                 num_classes: int | None = None, name: str = "images"):
+                 num_classes: int | None = None, name: str = "images",
+                 heldout: Batch | None = None):
         if conditional and labels is None:
             from ebmcore import EbmError
 
@@ -51,6 +53,15 @@ class ImageData(Data):
         self.event_shape = tuple(x.shape[1:])
         self.num_classes = num_classes
         self.name = name
+        self._heldout = heldout
+
+    def heldout(self) -> Batch:
+        """Held-out images and their labels (or None): ``Batch(x, labels)``."""
+        if self._heldout is None:
+            from ebmcore import EbmError
+
+            raise EbmError(f"{self.name}: this data set has no held-out split")
+        return self._heldout
 
     def dataset(self) -> Batch:
         return Batch(self.x, self.labels if self.conditional else None)

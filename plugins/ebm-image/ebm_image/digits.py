@@ -3,6 +3,7 @@
 import attrs
 import torch
 
+from ebmcore import Batch
 from ebmcore import config as cfg
 from ebm_image.common import ImageData, resize, to_unit_range
 
@@ -14,6 +15,8 @@ class DigitsConfig:
     size: int = cfg.positive("image size; 8 is native, others are resized bilinearly", default=8)
     conditional: bool = cfg.doc("give the labels (0..9) as cond", default=False)
     flip: bool = cfg.doc("append horizontally mirrored copies (doubles the set)", default=False)
+    heldout: int = cfg.non_negative("images held out of training for metrics and tasks "
+                                    "(a fixed random subset)", default=360)
     batch_size: int = cfg.positive("examples per optimisation step", default=64)
 
 
@@ -27,5 +30,14 @@ def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
 
 def digits_data(c: DigitsConfig, ctx=None) -> ImageData:
     x, y = load_digits_tensor()
-    return ImageData(resize(x, c.size), y, batch_size=c.batch_size, conditional=c.conditional,
-                     flip=c.flip, num_classes=10, name="digits")
+    x = resize(x, c.size)
+    if c.heldout >= len(x):
+        from ebmcore import EbmError
+
+        raise EbmError(f"data.digits: heldout = {c.heldout} leaves no training images (of {len(x)})")
+    # the split is fixed (seed 0), not the run's seed: metrics stay comparable across runs
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    test, train = order[:c.heldout], order[c.heldout:]
+    heldout = Batch(x[test], y[test]) if c.heldout else None
+    return ImageData(x[train], y[train], batch_size=c.batch_size, conditional=c.conditional,
+                     flip=c.flip, num_classes=10, name="digits", heldout=heldout)

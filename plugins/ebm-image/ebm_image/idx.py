@@ -5,9 +5,10 @@ Fashion-MNIST arrives with the Debian package ``dataset-fashion-mnist``
 conventional file names under ``root``:
 ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
 ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``.
-The default ``root`` (``/usr/share/dataset-fashion-mnist``) is the conventional Debian
-location; it was not verified against an installed package (``dpkg -L
-dataset-fashion-mnist`` lists the real paths), so set ``root`` if yours differ.
+The default ``root`` is where Debian 12's package puts them (``dpkg -L dataset-fashion-mnist``).
+The held-out set (for metrics and tasks) is the other split: ``test`` when training on
+``train`` and the other way round; for ``name = "files"`` it is ``test_images`` /
+``test_labels`` when given.
 """
 
 import gzip
@@ -18,11 +19,11 @@ import attrs
 import numpy as np
 import torch
 
-from ebmcore import EbmError
+from ebmcore import Batch, EbmError
 from ebmcore import config as cfg
 from ebm_image.common import ImageData, resize, to_unit_range
 
-FASHION_ROOT = "/usr/share/dataset-fashion-mnist"
+FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -45,6 +46,8 @@ class IdxConfig:
         "(apt-get install dataset-fashion-mnist)", default="files")
     images: str = cfg.doc("path of the images IDX file (.gz or plain); for name = 'files'", default="")
     labels: str = cfg.doc("path of the labels IDX file (optional); for name = 'files'", default="")
+    test_images: str = cfg.doc("held-out images IDX file (optional); for name = 'files'", default="")
+    test_labels: str = cfg.doc("held-out labels IDX file (optional); for name = 'files'", default="")
     root: str = cfg.doc("folder of the Fashion-MNIST IDX files", default=FASHION_ROOT)
     split: Literal["train", "test"] = cfg.doc("Fashion-MNIST split (name = 'fashion_mnist')",
                                               default="train")
@@ -86,21 +89,26 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _paths(c: IdxConfig) -> tuple[Path, Path | None]:
+def _paths(c: IdxConfig) -> tuple[tuple[Path, Path | None], tuple[Path, Path | None] | None]:
+    """(images, labels) of the training set and of the held-out set (or None)."""
     if c.name == "fashion_mnist":
-        images, labels = (Path(c.root) / f for f in FASHION_FILES[c.split])
-        for p in (images, labels):
+        other = "test" if c.split == "train" else "train"
+        train, test = ([Path(c.root) / f for f in FASHION_FILES[s]] for s in (c.split, other))
+        for p in (*train, *test):
             if not p.exists():
                 raise EbmError(f"{p}: Fashion-MNIST file not found; `apt-get install "
                                f"dataset-fashion-mnist` provides it (or set `root`)")
-        return images, labels
+        return tuple(train), tuple(test)
     if not c.images:
         raise EbmError("data.idx: `images` (path of an IDX file) is required when name = 'files'")
-    return Path(c.images), (Path(c.labels) if c.labels else None)
+    maybe = (lambda p: Path(p) if p else None)
+    test = (Path(c.test_images), maybe(c.test_labels)) if c.test_images else None
+    return (Path(c.images), maybe(c.labels)), test
 
 
-def idx_data(c: IdxConfig, ctx=None) -> ImageData:
-    images_path, labels_path = _paths(c)
+def read_idx_images(images_path: Path, labels_path: Path | None,
+                    size: int | None = None, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images ``(N, C, H, W)`` in [−1, 1] and labels (or None) from a pair of IDX files."""
     images = read_idx(images_path)
     if images.ndim == 3:
         images = images[:, None]  # (N, H, W) → (N, 1, H, W)
@@ -112,12 +120,19 @@ def idx_data(c: IdxConfig, ctx=None) -> ImageData:
         labels = read_idx(labels_path)
         if labels.ndim != 1 or len(labels) != len(images):
             raise EbmError(f"{labels_path}: expected {len(images)} labels, got shape {labels.shape}")
-    if c.limit is not None:
-        images = images[:c.limit]
-        labels = None if labels is None else labels[:c.limit]
+    if limit is not None:
+        images = images[:limit]
+        labels = None if labels is None else labels[:limit]
     scale = 255.0 if images.dtype == np.uint8 else float(max(images.max(), 1))
     x = to_unit_range(torch.from_numpy(np.ascontiguousarray(images)), scale)
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64))
+    return resize(x, size), y
+
+
+def idx_data(c: IdxConfig, ctx=None) -> ImageData:
+    train, test = _paths(c)
+    x, y = read_idx_images(*train, c.size, c.limit)
+    heldout = None if test is None else Batch(*read_idx_images(*test, c.size))
     num_classes = None if y is None else int(y.max()) + 1
-    return ImageData(resize(x, c.size), y, batch_size=c.batch_size, conditional=c.conditional,
-                     flip=c.flip, num_classes=num_classes, name=str(images_path))
+    return ImageData(x, y, batch_size=c.batch_size, conditional=c.conditional, flip=c.flip,
+                     num_classes=num_classes, name=str(train[0]), heldout=heldout)

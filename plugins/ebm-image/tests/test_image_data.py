@@ -1,5 +1,6 @@
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 
 import ebmcore
 from ebmcore import EbmError
+from ebm_image.idx import FASHION_ROOT
 from ebm_image import (DigitsConfig, IdxConfig, ImageFolderConfig, digits_data, idx_data,
                        image_folder_data, image_grid_png, read_idx)
 
@@ -15,7 +17,7 @@ from ebm_image import (DigitsConfig, IdxConfig, ImageFolderConfig, digits_data, 
 # --- digits ---------------------------------------------------------------------------------
 
 def test_digits_are_1797_grey_8x8_images_in_minus_one_to_one_without_cond_by_default():
-    data = digits_data(DigitsConfig())
+    data = digits_data(DigitsConfig(heldout=0))
     batch = data.dataset()
     assert batch.x.shape == (1797, 1, 8, 8) and data.event_shape == (1, 8, 8)
     assert batch.x.dtype == torch.float32
@@ -24,7 +26,7 @@ def test_digits_are_1797_grey_8x8_images_in_minus_one_to_one_without_cond_by_def
 
 
 def test_conditional_digits_give_the_ten_labels_as_cond():
-    batch = digits_data(DigitsConfig(conditional=True)).dataset()
+    batch = digits_data(DigitsConfig(conditional=True, heldout=0)).dataset()
     assert batch.cond.shape == (1797,) and batch.cond.dtype == torch.long
     assert set(batch.cond.tolist()) == set(range(10))
 
@@ -32,16 +34,32 @@ def test_conditional_digits_give_the_ten_labels_as_cond():
 def test_digits_resize_to_16_keeps_range_and_the_mean_image():
     small = digits_data(DigitsConfig()).dataset().x
     big = digits_data(DigitsConfig(size=16)).dataset().x
-    assert big.shape == (1797, 1, 16, 16)
+    assert big.shape == (1437, 1, 16, 16)
     assert big.min() >= -1 and big.max() <= 1
     assert abs(big.mean().item() - small.mean().item()) < 0.05
 
 
 def test_flip_appends_mirrored_copies_with_their_labels():
-    data = digits_data(DigitsConfig(flip=True, conditional=True))
+    data = digits_data(DigitsConfig(flip=True, conditional=True, heldout=0))
     x, y = data.dataset()
     assert x.shape[0] == 2 * 1797
     assert torch.equal(x[1797:], x[:1797].flip(-1)) and torch.equal(y[1797:], y[:1797])
+
+
+def test_digits_hold_out_a_fixed_split_disjoint_from_training():
+    a, b = digits_data(DigitsConfig()), digits_data(DigitsConfig())
+    train, test = a.dataset().x, a.heldout().x
+    assert train.shape[0] == 1437 and test.shape[0] == 360
+    assert torch.equal(test, b.heldout().x)  # the same split every time
+    flat_train = {tuple(r) for r in train.flatten(1).tolist()}
+    overlap = sum(tuple(r) in flat_train for r in test.flatten(1).tolist())
+    assert overlap <= 2  # sklearn's digits hold a couple of exact duplicates
+    assert set(a.heldout().cond.tolist()) == set(range(10))
+
+
+def test_too_large_a_digits_holdout_is_an_error():
+    with pytest.raises(EbmError, match="heldout"):
+        digits_data(DigitsConfig(heldout=1797))
 
 
 # --- IDX ------------------------------------------------------------------------------------
@@ -123,11 +141,28 @@ def test_fashion_mnist_shortcut_reads_the_conventional_file_names(idx_files, tmp
     images, labels, _, packed, lab = idx_files
     root = tmp_path / "fashion"
     root.mkdir()
-    (root / "t10k-images-idx3-ubyte.gz").write_bytes(packed.read_bytes())
-    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(lab.read_bytes())
-    x, y = idx_data(IdxConfig(name="fashion_mnist", root=str(root), split="test",
-                              conditional=True)).dataset()
+    for split in ("t10k", "train"):
+        (root / f"{split}-images-idx3-ubyte.gz").write_bytes(packed.read_bytes())
+        (root / f"{split}-labels-idx1-ubyte.gz").write_bytes(lab.read_bytes())
+    data = idx_data(IdxConfig(name="fashion_mnist", root=str(root), split="test", conditional=True))
+    x, y = data.dataset()
     assert x.shape == (5, 1, 4, 4) and y.tolist() == labels.tolist()
+    assert data.heldout().x.shape == (5, 1, 4, 4)  # the other split
+
+
+def test_idx_files_hold_out_the_test_files_when_given(idx_files):
+    images, labels, plain, packed, lab = idx_files
+    data = idx_data(IdxConfig(images=str(plain), test_images=str(packed), test_labels=str(lab)))
+    assert data.heldout().x.shape == (5, 1, 4, 4) and data.heldout().cond.tolist() == labels.tolist()
+    with pytest.raises(EbmError, match="no held-out split"):
+        idx_data(IdxConfig(images=str(plain))).heldout()
+
+
+@pytest.mark.skipif(not Path(FASHION_ROOT).is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_the_installed_debian_fashion_mnist_has_60000_training_and_10000_test_images():
+    data = idx_data(IdxConfig(name="fashion_mnist"))
+    assert data.dataset().x.shape == (60000, 1, 28, 28) and data.num_classes == 10
+    assert data.heldout().x.shape == (10000, 1, 28, 28)
 
 
 # --- image folders --------------------------------------------------------------------------
