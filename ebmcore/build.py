@@ -9,7 +9,7 @@ import torch
 
 from ebmcore import config as cfg
 from ebmcore.errors import EbmError
-from ebmcore.registry import KINDS, Registry
+from ebmcore.registry import ALL_KINDS, Registry
 
 
 @attrs.define
@@ -60,10 +60,11 @@ def build(kind: str, name: str, *, ctx: BuildContext | None = None,
         from ebmcore.plugins import default_host
 
         registry = default_host().registry
-    if kind not in KINDS:
+    if kind not in ALL_KINDS:
         registry.entry(kind, name)  # raises with the list of kinds
     component = registry.get(kind, name)
-    structured, problems = cfg.structure(config, component.config, f"$.{kind}")
+    path = f"$.tasks.{name}" if kind == "task" else f"$.{kind}"
+    structured, problems = cfg.structure(config, component.config, path)
     cfg.raise_problems(problems)
     ctx = ctx or BuildContext()
     ctx.registry = ctx.registry or registry

@@ -10,7 +10,7 @@ from pathlib import Path
 from ebmcore import config as cfg
 from ebmcore.errors import DivergenceError, EbmError, Interrupted
 from ebmcore.plugins import PluginHost
-from ebmcore.registry import KINDS
+from ebmcore.registry import ALL_KINDS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     ls = sub.add_parser("list", help="list installed components")
-    ls.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    ls.add_argument("kind", nargs="?", choices=ALL_KINDS, help="only this kind")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.add_argument("--markdown", action="store_true", help="a recipe reference (as in docs/recipes.md)")
 
@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="picture path (default RUN_DIR/sample.png); the tensor "
                                             "goes beside it as .safetensors")
     s.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("eval", help="run a finished run's tasks ([tasks.*]) again on its latest checkpoint")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the stored recipe, e.g. --set tasks.inpaint.n=64 or add a task with "
+                        "--set tasks.ood.type=ood")
+    e.add_argument("--out", type=Path, help="where tasks.json and the tasks' pictures go (default RUN_DIR)")
 
     pl = sub.add_parser("plugins", help="installed plugin distributions")
     pl.add_argument("--json", action="store_true")
@@ -86,7 +93,8 @@ def _validate(args: argparse.Namespace, host: PluginHost) -> int:
     from ebmcore.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, host.registry, args.overrides)
-    parts = ", ".join(f"{k}={s.type}" for k, s in recipe.sections.items())
+    parts = ", ".join([f"{k}={s.type}" for k, s in recipe.sections.items()]
+                      + [f"tasks.{label}={s.type}" for label, s in recipe.tasks.items()])
     print(f"{args.recipe}: ok ({parts})")
     return 0
 
@@ -126,7 +134,8 @@ def markdown_reference(rows: list[dict]) -> str:
     out = table("[run]", RunConfig.__doc__.strip(), cfg.field_docs(RunConfig))
     out += table("[optim.<group>]", OptimConfig.__doc__.strip(), cfg.field_docs(OptimConfig))
     for r in rows:
-        out += table(f"[{r['kind']}] type = \"{r['name']}\"", f"{r['doc']} (from `{r['distribution']}`)",
+        where = "[tasks.<label>]" if r["kind"] == "task" else f"[{r['kind']}]"
+        out += table(f"{where} type = \"{r['name']}\"", f"{r['doc']} (from `{r['distribution']}`)",
                      r["fields"])
     return out
 
@@ -151,6 +160,21 @@ def _sample(args: argparse.Namespace, host: PluginHost) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, host: PluginHost) -> int:
+    from ebmcore.runner import Run
+
+    run = Run.open(args.run_dir, host=host, overrides=args.overrides)
+    if not run.tasks:
+        raise EbmError(f"{args.run_dir}: the recipe has no [tasks.<label>] tables; add one with "
+                       "--set tasks.<label>.type=NAME (installed tasks: "
+                       f"{', '.join(host.registry.names('task')) or 'none'})")
+    metrics = run.run_tasks(args.out)
+    out = args.out or args.run_dir
+    print(json.dumps({"step": run.step, **metrics}, indent=1))
+    print(f"tasks of step {run.step}: {out / 'tasks.json'}", file=sys.stderr)
+    return 0
+
+
 def _plugins(args: argparse.Namespace, host: PluginHost) -> int:
     rows = [{"name": p.name, "distribution": p.distribution, "version": p.version} for p in host.plugins]
     failed = [{"name": f.name, "distribution": f.distribution, "error": f.error} for f in host.failures]
@@ -164,4 +188,5 @@ def _plugins(args: argparse.Namespace, host: PluginHost) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "validate": _validate, "list": _list, "sample": _sample, "plugins": _plugins}
+_COMMANDS = {"run": _run, "validate": _validate, "list": _list, "sample": _sample, "eval": _eval,
+             "plugins": _plugins}

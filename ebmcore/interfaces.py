@@ -1,4 +1,4 @@
-"""The four interfaces of ebm (Energy, Sampler, Generator, Objective) plus Data.
+"""The four interfaces of ebm (Energy, Sampler, Generator, Objective) plus Data and Task.
 
 Convention everywhere: p(x) ∝ exp(−E(x)). Tensors are ``(batch, *event_shape)``.
 Randomness is passed in explicitly as ``rng: torch.Generator``; no component touches the
@@ -131,3 +131,19 @@ class Data(abc.ABC):
 
     def report(self, out_dir: Path, samples: Tensor, energy: nn.Module) -> None:
         """Write end-of-run figures beyond the sample picture (e.g. a density plot)."""
+
+
+class Task(abc.ABC):
+    """Something done with a trained model: inpainting, denoising, out-of-distribution scores.
+
+    A recipe holds any number of ``[tasks.<label>]`` tables. Tasks are built after the
+    objective (``ctx.built`` holds the data, energy, sampler, generator and objective, so a
+    task takes the energy or sampler it needs from ``ctx.require``), run once at the end of
+    training after the final evaluation, and again by ``ebm eval RUN_DIR``. They hold no
+    state worth checkpointing.
+    """
+
+    @abc.abstractmethod
+    def run(self, objective: Objective, data: Data, *, rng: torch.Generator, out: Path) -> dict[str, float]:
+        """Do the task; return its metrics as floats and write any pictures into ``out``
+        (a directory that exists). All randomness comes from ``rng``."""

@@ -3,6 +3,8 @@
 Each component section (``[data]``, ``[energy]``, ``[sampler]``, ``[generator]``,
 ``[objective]``) names its ``type``; the rest of the section is structured with that
 component's config class. ``[run]`` and ``[optim.<group>]`` belong to the runner.
+``[tasks.<label>]`` tables (any number) are components of kind ``task``, structured the
+same way and run after training.
 """
 
 import re
@@ -68,6 +70,8 @@ class Recipe:
     run: RunConfig
     sections: dict[str, Section]
     optim: dict[str, OptimConfig]
+    #: ``[tasks.<label>]``: components of kind ``task``, by label, in recipe order
+    tasks: dict[str, Section] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe as plain data (defaults filled in)."""
@@ -76,6 +80,9 @@ class Recipe:
             out[kind] = {"type": sec.type, **cfg.unstructure(sec.config)}
         if self.optim:
             out["optim"] = {g: cfg.unstructure(o) for g, o in self.optim.items()}
+        if self.tasks:
+            out["tasks"] = {label: {"type": sec.type, **cfg.unstructure(sec.config)}
+                            for label, sec in self.tasks.items()}
         return out
 
     def write(self, path: Path) -> None:
@@ -99,6 +106,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise EbmError(f"{path}: not valid TOML: {exc}") from None
 
 
+#: a task label: it names metrics (``<label>/<metric>``) and a folder of the run directory
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 _BARE_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-./]*$")
 
@@ -143,7 +152,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def parse_recipe(data: dict[str, Any], registry: Registry, source: str | None = None) -> Recipe:
     """Structure a recipe dict; raises :class:`RecipeError` listing every problem."""
     problems: cfg.Problems = []
-    known = ("run", "optim", *KINDS)
+    known = ("run", "optim", *KINDS, "tasks")
     for key in data:
         if key not in known:
             problems.append((f"$.{key}", f"unknown section{did_you_mean(key, known)}; "
@@ -153,17 +162,40 @@ def parse_recipe(data: dict[str, Any], registry: Registry, source: str | None = 
 
     sections: dict[str, Section] = {}
     required = set(ALWAYS_REQUIRED)
+    who_needs: dict[str, list[str]] = {}  # section → the components that need it
     for kind in KINDS:
         if kind not in data:
             continue
         section, p, needs = _structure_section(kind, data[kind], registry)
         problems += p
         required |= set(needs)
+        for need in needs:
+            who_needs.setdefault(need, []).append(f"{kind} '{section.type if section else data[kind].get('type')}'")
         if section is not None:
             sections[kind] = section
+
+    tasks: dict[str, Section] = {}
+    raw_tasks = data.get("tasks", {})
+    if not isinstance(raw_tasks, dict):
+        problems.append(("$.tasks", f"expected a table of [tasks.<label>] tables, got {cfg.describe(raw_tasks)}"))
+        raw_tasks = {}
+    for label, raw in raw_tasks.items():
+        path = f"$.tasks.{label}"
+        if not _LABEL.match(label):
+            problems.append((path, "a task label is a letter or _ then letters, digits, _ or - "
+                                   "(it names metrics '<label>/<metric>' and a folder)"))
+            continue
+        section, p, needs = _structure_section("task", raw, registry, path=path, table=f"[tasks.{label}]")
+        problems += p
+        required |= set(needs)
+        for need in needs:
+            who_needs.setdefault(need, []).append(f"task '{raw.get('type')}' ({path})")
+        if section is not None:
+            tasks[label] = section
+
     for kind in KINDS:
         if kind in required and kind not in data:
-            who = [f"{k} '{s.type}'" for k, s in sections.items() if kind in registry.get(k, s.type).requires]
+            who = who_needs.get(kind, [])
             why = f" (needed by {', '.join(who)})" if who else ""
             problems.append((f"$.{kind}", f"missing section [{kind}]{why}"))
 
@@ -178,13 +210,15 @@ def parse_recipe(data: dict[str, Any], registry: Registry, source: str | None = 
         if o is not None:
             optim[group] = o
     cfg.raise_problems(problems, source)
-    return Recipe(run=run, sections=sections, optim=optim)
+    return Recipe(run=run, sections=sections, optim=optim, tasks=tasks)
 
 
-def _structure_section(kind: str, raw: Any, registry: Registry) -> tuple[Section | None, cfg.Problems, tuple[str, ...]]:
-    path = f"$.{kind}"
+def _structure_section(kind: str, raw: Any, registry: Registry, *, path: str | None = None,
+                       table: str | None = None) -> tuple[Section | None, cfg.Problems, tuple[str, ...]]:
+    path = path or f"$.{kind}"
+    table = table or f"[{kind}]"
     if not isinstance(raw, dict):
-        return None, [(path, f"expected a table [{kind}], got {cfg.describe(raw)}")], ()
+        return None, [(path, f"expected a table {table}, got {cfg.describe(raw)}")], ()
     name = raw.get("type")
     if name is None:
         installed = ", ".join(registry.names(kind)) or "none installed"
@@ -207,10 +241,15 @@ def load_recipe(path: str | Path, registry: Registry, overrides: list[str] = ())
 
 
 def diff(a: Recipe, b: Recipe, ignore: tuple[str, ...] = ()) -> list[str]:
-    """Dotted keys whose values differ between two recipes."""
+    """Dotted keys whose values differ between two recipes; an ``ignore`` entry ending in
+    ``.`` ignores every key under it (``"tasks."``)."""
     flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
+
+    def ignored(k: str) -> bool:
+        return any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore)
+
     return sorted(k for k in flat_a.keys() | flat_b.keys()
-                  if k not in ignore and flat_a.get(k) != flat_b.get(k))
+                  if not ignored(k) and flat_a.get(k) != flat_b.get(k))
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

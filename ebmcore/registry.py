@@ -9,8 +9,11 @@ import attrs
 
 from ebmcore.errors import PluginError, did_you_mean
 
-#: component kinds, spelt as the recipe sections, in build order
+#: component kinds, spelt as the recipe sections, in build order (one section of each)
 KINDS = ("data", "energy", "sampler", "generator", "objective")
+#: every kind a component may have: the sections, then ``task`` (any number of
+#: ``[tasks.<label>]`` tables, built after the objective and run after training)
+ALL_KINDS = (*KINDS, "task")
 
 
 @attrs.frozen
@@ -22,7 +25,7 @@ class Component:
     ``requires`` names the recipe sections it needs besides its own.
     """
 
-    kind: str = attrs.field(validator=attrs.validators.in_(KINDS))
+    kind: str = attrs.field(validator=attrs.validators.in_(ALL_KINDS))
     name: str
     config: type
     build: Callable[[Any, Any], Any]
@@ -69,8 +72,9 @@ class Registry:
                 f"EBM_DISABLE_PLUGIN_AUTOLOAD=1 and load the one you want with -p MODULE.")
 
     def entry(self, kind: str, name: str) -> Entry:
-        if kind not in KINDS:
-            raise PluginError(f"unknown kind '{kind}'{did_you_mean(kind, KINDS)}; kinds: {', '.join(KINDS)}")
+        if kind not in ALL_KINDS:
+            raise PluginError(f"unknown kind '{kind}'{did_you_mean(kind, ALL_KINDS)}; "
+                              f"kinds: {', '.join(ALL_KINDS)}")
         if (kind, name) in self.conflicts:
             raise PluginError(self.conflict_message(kind, name))
         found = self._entries.get((kind, name))
@@ -91,7 +95,7 @@ class Registry:
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(sorted(self._entries.values(),
-                           key=lambda e: (KINDS.index(e.component.kind), e.component.name)))
+                           key=lambda e: (ALL_KINDS.index(e.component.kind), e.component.name)))
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -4,6 +4,10 @@ Determinism: the run's seed fixes module initialisation (torch's global RNG, see
 before building), the training RNG handed to every component, the data order and each
 evaluation's RNG (derived from the seed and the step, so evaluating never shifts
 training). Every RNG state is checkpointed, so ``--resume`` continues exactly.
+
+Tasks (``[tasks.<label>]``) are built after the objective and run once after the final
+evaluation, each with its own RNG (``task/<label>``); they are not part of the
+checkpointed state, and ``ebm eval RUN_DIR`` runs them again on the final checkpoint.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor
 from ebmcore import checkpoint, recipe as recipe_mod
 from ebmcore.build import BuildContext
 from ebmcore.errors import CheckpointError, DivergenceError, EbmError, Interrupted
-from ebmcore.interfaces import Batch, Data, Objective
+from ebmcore.interfaces import Batch, Data, Objective, Task
 from ebmcore.plugins import PluginHost, default_host
 from ebmcore.recipe import OptimConfig, Recipe
 from ebmcore.registry import KINDS
@@ -78,7 +82,7 @@ class Run:
     """A built run: components, optimizers, RNGs and the run directory.
 
     Make one with :meth:`create` (new or ``resume=True``) or :meth:`open` (an existing run
-    directory, for sampling), then call :meth:`train`.
+    directory, for sampling and :meth:`run_tasks`), then call :meth:`train`.
     """
 
     def __init__(self, recipe: Recipe, host: PluginHost):
@@ -103,6 +107,12 @@ class Run:
                 self.ctx.num_classes = obj.num_classes
         self.data: Data = self.ctx.built["data"]
         self.objective: Objective = self.ctx.built["objective"].to(self.device)
+        self.tasks: dict[str, Task] = {}
+        for label, section in recipe.tasks.items():
+            try:
+                self.tasks[label] = self.ctx.build("task", section.type, section.config)
+            except (ValueError, TypeError, EbmError) as exc:
+                raise EbmError(f"$.tasks.{label}: cannot build task '{section.type}': {exc}") from exc
         self.optimizers = self._make_optimizers()
         self.rng = make_rng(recipe.run.seed, "train", self.device)
         self.stream = BatchStream(self.data.dataset(), self.data.batch_size,
@@ -119,10 +129,11 @@ class Run:
                 raise EbmError(f"{out}: nothing to resume (not a run directory); drop --resume to start it")
             stored = recipe_mod.parse_recipe(recipe_mod.read_toml(out / "recipe.toml"), host.registry,
                                              source=str(out / "recipe.toml"))
-            changed = recipe_mod.diff(stored, recipe, ignore=("run.steps",))
+            # tasks are not part of the checkpointed state: they may change too
+            changed = recipe_mod.diff(stored, recipe, ignore=("run.steps", "tasks."))
             if changed:
                 raise EbmError(f"{out}: --resume needs the run's own recipe; these keys differ: "
-                               f"{', '.join(changed)} (only run.steps may change)")
+                               f"{', '.join(changed)} (only run.steps and [tasks.*] may change)")
             run = cls(recipe, host)
             run._restore_latest()
         else:
@@ -135,15 +146,22 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, out: str | Path, *, host: PluginHost | None = None) -> Run:
-        """An existing run directory at its latest checkpoint."""
+    def open(cls, out: str | Path, *, host: PluginHost | None = None, overrides: list[str] = ()) -> Run:
+        """An existing run directory at its latest checkpoint.
+
+        ``overrides`` (``--set`` strings) change the stored recipe, e.g. a task's settings or
+        the sampler's chain length; the checkpoint must still fit the model. The directory
+        is ``out`` wherever the run was first written (``run.out`` is set to it).
+        """
         host = host or default_host()
         path = Path(out) / "recipe.toml"
         if not path.is_file():
             raise EbmError(f"{out}: not a run directory (no recipe.toml)")
-        recipe = recipe_mod.parse_recipe(recipe_mod.read_toml(path), host.registry, source=str(path))
+        data = recipe_mod.apply_overrides(recipe_mod.read_toml(path), list(overrides))
+        data.setdefault("run", {})["out"] = str(out)
+        recipe = recipe_mod.parse_recipe(data, host.registry, source=str(path))
         run = cls(recipe, host)
-        run._restore_latest()
+        run._restore_latest(truncate=False)  # opening a run only reads it
         return run
 
     def _make_optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, OptimConfig]]:
@@ -185,7 +203,7 @@ class Run:
         meta["data_order"] = {"permutation": "data/perm", "position": self.stream.pos, "size": self.stream.n}
         checkpoint.save(self.checkpoint_dir, self.step, tensors, meta)
 
-    def _restore_latest(self) -> None:
+    def _restore_latest(self, *, truncate: bool = True) -> None:
         step, tensors, meta = checkpoint.load_latest(self.checkpoint_dir)
         model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
         try:
@@ -199,7 +217,8 @@ class Run:
         self.rng.set_state(tensors["rng/train"])
         torch.set_rng_state(tensors["rng/torch"])
         self.step = step
-        _truncate_metrics(self.out / "metrics.jsonl", step)
+        if truncate:
+            _truncate_metrics(self.out / "metrics.jsonl", step)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -243,8 +262,31 @@ class Run:
                 bar.update(1)
                 if received:
                     self._stop_on_signal(received[0], saved=ckpt, first_bad=first_bad, metrics=metrics)
+        if self.tasks and record.get("step") == cfg.steps:
+            # after the final checkpoint, so a failing task never costs the training
+            t_tasks = time.perf_counter()
+            record.update(self.run_tasks())
+            record["time/tasks_s"] = round(time.perf_counter() - t_tasks, 3)
+            _amend_last_record(self.out / "metrics.jsonl", record)
         hook.ebm_run_end(run=self, record=record)
         return record
+
+    def run_tasks(self, out: Path | None = None) -> dict[str, float]:
+        """Run every task on the current model; write ``tasks.json`` (label → metrics) and
+        the tasks' pictures under ``out`` (default the run directory); return the metrics
+        as ``<label>/<metric>``."""
+        out = self.out if out is None else Path(out)
+        self.objective.eval()
+        results: dict[str, dict[str, float]] = {}
+        for label, task in self.tasks.items():
+            folder = out / "tasks" / label
+            folder.mkdir(parents=True, exist_ok=True)
+            rng = make_rng(self.recipe.run.seed, f"task/{label}", self.device)
+            metrics = task.run(self.objective, self.data, rng=rng, out=folder)
+            results[label] = {k: float(v) for k, v in metrics.items()}
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.atomic_write(out / "tasks.json", (json.dumps(results, indent=1) + "\n").encode())
+        return {f"{label}/{k}": v for label, m in results.items() for k, v in m.items()}
 
     def _optimise(self, batch: Batch) -> dict[str, Tensor]:
         self.objective.train()
@@ -328,6 +370,15 @@ def _deferred_signals() -> Iterator[list[int]]:
 
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
+
+
+def _amend_last_record(path: Path, record: dict[str, float]) -> None:
+    """Replace the last line of metrics.jsonl (the final step's record) by ``record``."""
+    lines = path.read_text().splitlines(keepends=True)
+    if not lines or json.loads(lines[-1])["step"] != record["step"]:
+        raise EbmError(f"{path}: the last record is not step {record['step']}")
+    lines[-1] = json.dumps(record) + "\n"
+    checkpoint.atomic_write(path, "".join(lines).encode())
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

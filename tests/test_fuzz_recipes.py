@@ -13,7 +13,7 @@ from ebmcore import EbmError, PluginError, RecipeError, default_host
 from ebmcore.recipe import apply_overrides, parse_recipe
 from support import TINY
 
-SECTIONS = ["run", "data", "energy", "sampler", "generator", "objective", "optim"]
+SECTIONS = ["run", "data", "energy", "sampler", "generator", "objective", "optim", "tasks"]
 
 toml_scalars = st.one_of(
     st.integers(min_value=-10**6, max_value=10**6), st.floats(allow_nan=True, allow_infinity=True),
@@ -38,7 +38,7 @@ def mutated_recipes(draw):
             recipe[section] = draw(toml_values)
         else:
             node = recipe.setdefault(section, {})
-            if section == "optim" and isinstance(node, dict):
+            if section in ("optim", "tasks") and isinstance(node, dict):
                 node = node.setdefault(draw(st.sampled_from(["energy", "other"])), {})
             if isinstance(node, dict):
                 node[draw(keys)] = draw(toml_values)
