@@ -10,6 +10,7 @@ from ebm_image.common import ImageData, image_grid_png
 from ebm_image.digits import DigitsConfig, digits_data
 from ebm_image.folder import ImageFolderConfig, image_folder_data
 from ebm_image.idx import IdxConfig, idx_data, read_idx, read_idx_images
+from ebm_image.tasks import DenoiseConfig, InpaintConfig, OODConfig, build_denoise, build_inpaint, build_ood
 
 __all__ = ["DigitsConfig", "IdxConfig", "ImageData", "ImageFolderConfig", "digits_data",
            "idx_data", "image_folder_data", "image_grid_png", "read_idx"]
@@ -21,4 +22,7 @@ def ebm_components():
         Component("data", "digits", DigitsConfig, digits_data),
         Component("data", "idx", IdxConfig, idx_data),
         Component("data", "image_folder", ImageFolderConfig, image_folder_data),
+        Component("task", "inpaint", InpaintConfig, build_inpaint, requires=("sampler",)),
+        Component("task", "denoise", DenoiseConfig, build_denoise, requires=("sampler",)),
+        Component("task", "ood", OODConfig, build_ood),
     ]

@@ -1,0 +1,297 @@
+"""Post-training tasks on images: inpainting, denoising, out-of-distribution detection.
+
+Each is a component of kind ``task`` (``[tasks.<label>] type = "inpaint"``), run by the
+runner after the final evaluation and by ``ebm eval RUN_DIR``. They work on the data's
+held-out split (``ImageData.heldout()``), never on training images, and take the energy
+(and the recipe's sampler) from the build context.
+
+- ``inpaint``: a region of each image is replaced by noise and completed by the recipe's
+  sampler with the observed pixels masked (kept bit for bit). Yardsticks: the training
+  set's mean image in the hole, and the noise the chains start from.
+- ``denoise``: Gaussian noise is added, then the recipe's sampler runs a few steps from the
+  noisy image (no mask, no data term: the energy alone pulls the image back towards the
+  data). Yardsticks: the noisy image itself and a 3×3 Gaussian blur of it.
+- ``ood``: the AUROC of the energy (lower = more in-distribution) separating held-out
+  images from digits, uniform noise, vertically flipped and noised held-out images.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ebmcore import EbmError, Task, sampling_mode
+from ebmcore import config as cfg
+from ebmcore.diagnostics import auroc
+from ebmcore.pictures import image_grid_png
+
+#: OOD sets, in report order
+OOD_SETS = ("digits", "noise", "flip", "gaussian", "train")
+
+
+def _image_shape(ctx, who: str) -> tuple[int, int, int]:
+    shape = ctx.need_event_shape(who)
+    if len(shape) != 3:
+        raise EbmError(f"{who} needs images (C, H, W), the data's event shape is {tuple(shape)}")
+    return tuple(shape)
+
+
+def _heldout(data, who: str, n: int) -> Tensor:
+    """The first ``n`` held-out images (all of them if fewer)."""
+    if not hasattr(data, "heldout"):
+        raise EbmError(f"{who} needs image data with a held-out split (data.heldout())")
+    x = data.heldout().x
+    if len(x) == 0:
+        raise EbmError(f"{who}: the held-out split is empty")
+    return x[:n]
+
+
+def _energies(energy, x: Tensor, device, batch: int) -> Tensor:
+    """E(x) in chunks, without gradients, in eval mode; on the CPU."""
+    out = []
+    with sampling_mode(energy), torch.no_grad():
+        for chunk in x.split(batch):
+            out.append(energy(chunk.to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def _hole_mask(shape: tuple[int, ...], hole: int, region: str, rng: torch.Generator) -> Tensor:
+    """Boolean (n, C, H, W), true where pixels are *missing* (the same hole on every channel)."""
+    n, c, h, w = shape
+    missing = torch.zeros(n, 1, h, w, dtype=torch.bool)
+    if region == "centre":
+        top, left = (h - hole) // 2, (w - hole) // 2
+        missing[:, :, top:top + hole, left:left + hole] = True
+    elif region == "random":
+        tops = torch.randint(0, h - hole + 1, (n,), generator=rng, device=rng.device).cpu()
+        lefts = torch.randint(0, w - hole + 1, (n,), generator=rng, device=rng.device).cpu()
+        for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist())):
+            missing[i, :, t:t + hole, l:l + hole] = True
+    elif region == "bottom":
+        missing[:, :, h - hole:, :] = True
+    return missing.expand(n, c, h, w)
+
+
+def _noise(shape, kind: str, rng: torch.Generator) -> Tensor:
+    if kind == "uniform":
+        return torch.rand(shape, generator=rng, device=rng.device).cpu() * 2 - 1
+    return torch.randn(shape, generator=rng, device=rng.device).cpu().clamp(-1, 1)
+
+
+def _mse(a: Tensor, b: Tensor, where: Tensor | None = None) -> Tensor:
+    """Per-image mean squared error, over ``where`` (bool, like a) or every pixel."""
+    sq = (a - b).pow(2)
+    if where is None:
+        return sq.flatten(1).mean(1)
+    w = where.float()
+    return (sq * w).flatten(1).sum(1) / w.flatten(1).sum(1)
+
+
+def _rows(path: Path, rows: list[Tensor], show: int) -> None:
+    """A picture with one row per tensor (the first ``show`` images of each)."""
+    show = min(show, len(rows[0]), 64 // len(rows))
+    image_grid_png(torch.cat([r[:show] for r in rows]), path, columns=show)
+
+
+# -- inpaint ---------------------------------------------------------------------------------
+
+@attrs.frozen
+class InpaintConfig:
+    """Inpainting of held-out images by the recipe's sampler with the observed pixels masked."""
+
+    n: int = cfg.positive("held-out images to complete (the first n)", default=256)
+    hole: int = cfg.positive("side of the missing square, in pixels ('bottom': rows)", default=12)
+    region: Literal["centre", "random", "bottom"] = cfg.doc(
+        "where the hole is: the centre, a random place per image, or the bottom `hole` rows",
+        default="centre")
+    fill: Literal["uniform", "gaussian"] = cfg.doc(
+        "noise the hole starts from: U(−1, 1) or N(0, 1) clamped to [−1, 1]", default="uniform")
+    n_steps: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "sampler steps (default: the recipe sampler's n_steps)"})
+    batch: int = cfg.positive("images per chain batch", default=256)
+    show: int = cfg.positive("images in the picture (rows: original, masked, completed, mean fill)",
+                             default=8)
+
+
+class Inpaint(Task):
+    """Complete a region of held-out images; MSE on the region against two yardsticks."""
+
+    def __init__(self, c: InpaintConfig, energy, sampler, device):
+        self.c, self.energy, self.sampler, self.device = c, energy, sampler, torch.device(device)
+
+    def complete(self, x: Tensor, missing: Tensor, *, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(start, completed): the images with the hole filled by noise, and after sampling.
+        Observed pixels of ``completed`` are those of ``x``, bit for bit."""
+        start = torch.where(missing, _noise(x.shape, self.c.fill, rng), x)
+        out = []
+        for xs, ms in zip(start.split(self.c.batch), missing.split(self.c.batch)):
+            xs, ms = xs.to(self.device), ms.to(self.device)
+            out.append(self.sampler.run(xs, self.energy, self.c.n_steps, rng=rng, mask=~ms).cpu())
+        return start, torch.cat(out)
+
+    def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
+        x = _heldout(data, "task 'inpaint'", self.c.n)
+        missing = _hole_mask(tuple(x.shape), self.c.hole, self.c.region, rng)
+        start, completed = self.complete(x, missing, rng=rng)
+        mean_image = data.dataset().x.mean(0, keepdim=True)
+        mean_fill = torch.where(missing, mean_image.expand_as(x), x)
+        mse = _mse(completed, x, missing)
+        mse_mean = _mse(mean_fill, x, missing)
+        e_orig = _energies(self.energy, x, self.device, self.c.batch)
+        e_done = _energies(self.energy, completed, self.device, self.c.batch)
+        masked = torch.where(missing, torch.zeros_like(x), x)  # the hole shown in grey
+        _rows(out / "inpaint.png", [x, masked, completed, mean_fill], self.c.show)
+        return {
+            "mse": mse.mean().item(),
+            "mse_mean_fill": mse_mean.mean().item(),
+            "mse_noise_fill": _mse(start, x, missing).mean().item(),
+            "win_rate_vs_mean_fill": (mse < mse_mean).float().mean().item(),
+            "energy_original": e_orig.mean().item(),
+            "energy_completed": e_done.mean().item(),
+        }
+
+
+def build_inpaint(c: InpaintConfig, ctx) -> Inpaint:
+    who = "task 'inpaint'"
+    _, h, w = _image_shape(ctx, who)
+    limit = h if c.region == "bottom" else min(h, w)
+    if c.hole >= limit:
+        raise EbmError(f"{who}: hole = {c.hole} leaves nothing observed in {h}×{w} images")
+    return Inpaint(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
+
+
+# -- denoise ---------------------------------------------------------------------------------
+
+@attrs.frozen
+class DenoiseConfig:
+    """Denoising held-out images by a few steps of the recipe's sampler from the noisy image."""
+
+    n: int = cfg.positive("held-out images (the first n)", default=256)
+    sigma: float = cfg.positive("std of the Gaussian noise added (images are in [−1, 1])", default=0.3)
+    n_steps: int = cfg.positive("sampler steps from the noisy image", default=10)
+    batch: int = cfg.positive("images per chain batch", default=256)
+    show: int = cfg.positive("images in the picture (rows: original, noisy, denoised)", default=8)
+
+
+class Denoise(Task):
+    """Noisy held-out images → the recipe's sampler for ``n_steps`` (no mask, no data term),
+    clamped to [−1, 1]; MSE before and after, and of a 3×3 Gaussian blur as a yardstick."""
+
+    def __init__(self, c: DenoiseConfig, energy, sampler, device):
+        self.c, self.energy, self.sampler, self.device = c, energy, sampler, torch.device(device)
+
+    def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
+        x = _heldout(data, "task 'denoise'", self.c.n)
+        noisy = x + self.c.sigma * torch.randn(x.shape, generator=rng, device=rng.device).cpu()
+        out_x = [self.sampler.run(chunk.to(self.device), self.energy, self.c.n_steps, rng=rng).cpu()
+                 for chunk in noisy.split(self.c.batch)]
+        denoised = torch.cat(out_x).clamp(-1, 1)
+        kernel = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (kernel[:, None] * kernel[None, :] / 16).expand(x.shape[1], 1, 3, 3)
+        blurred = F.conv2d(F.pad(noisy, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1])
+        _rows(out / "denoise.png", [x, noisy, denoised], self.c.show)
+        return {
+            "mse_noisy": _mse(noisy, x).mean().item(),
+            "mse_noisy_clamped": _mse(noisy.clamp(-1, 1), x).mean().item(),
+            "mse": _mse(denoised, x).mean().item(),
+            "mse_blur": _mse(blurred.clamp(-1, 1), x).mean().item(),
+        }
+
+
+def build_denoise(c: DenoiseConfig, ctx) -> Denoise:
+    who = "task 'denoise'"
+    _image_shape(ctx, who)
+    return Denoise(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
+
+
+# -- ood ---------------------------------------------------------------------------------------
+
+def _sets(_inst, _attr, value):
+    if value is None:
+        return
+    unknown = [v for v in value if v not in OOD_SETS]
+    if unknown or not value or len(set(value)) != len(value):
+        from ebmcore.errors import did_you_mean
+
+        hint = did_you_mean(unknown[0], OOD_SETS) if unknown else ""
+        raise ValueError(f"must be distinct names from {', '.join(OOD_SETS)}, got {list(value)}{hint}")
+
+
+@attrs.frozen
+class OODConfig:
+    """AUROC of the energy separating held-out images from out-of-distribution ones."""
+
+    n: int = cfg.positive("held-out images, and images of each other set", default=1000)
+    sets: tuple[str, ...] | None = attrs.field(
+        default=None, validator=_sets,
+        metadata={"doc": "sets to score: digits (scikit-learn's, resized), noise (U(−1, 1)), flip "
+                         "(held-out flipped upside down), gaussian (held-out + N(0, σ²)), train "
+                         "(training images: 0.5 = no memorisation). Default: all but train, "
+                         "digits only for 1-channel data that are not digits"})
+    sigma: float = cfg.positive("noise std of the 'gaussian' set", default=0.3)
+    batch: int = cfg.positive("images per energy evaluation", default=500)
+    show: int = cfg.positive("images of each set in the picture", default=8)
+
+
+class OOD(Task):
+    """Energies of held-out images against each other set; ``auroc/<set>`` (1: every
+    out-of-distribution image has a higher energy than every held-out one; 0.5: chance)."""
+
+    def __init__(self, c: OODConfig, energy, device, sets: tuple[str, ...]):
+        self.c, self.energy, self.device, self.sets = c, energy, torch.device(device), sets
+
+    def make_set(self, name: str, x: Tensor, data, rng: torch.Generator) -> Tensor:
+        n, (c, h, w) = len(x), x.shape[1:]
+        if name == "digits":
+            from ebm_image.digits import load_digits_tensor
+
+            digits, _ = load_digits_tensor()
+            idx = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
+            digits = digits[idx][:n]
+            size = (h, w)
+            digits = F.interpolate(digits, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
+            return digits.expand(-1, c, -1, -1).contiguous()
+        if name == "noise":
+            return torch.rand(x.shape, generator=rng, device=rng.device).cpu() * 2 - 1
+        if name == "flip":
+            return x.flip(-2)
+        if name == "gaussian":
+            return (x + self.c.sigma * torch.randn(x.shape, generator=rng, device=rng.device).cpu()).clamp(-1, 1)
+        if name == "train":
+            return data.dataset().x[:n]
+        raise AssertionError(name)
+
+    def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
+        x = _heldout(data, "task 'ood'", self.c.n)
+        e_in = _energies(self.energy, x, self.device, self.c.batch)
+        metrics: dict[str, float] = {"energy/heldout": e_in.mean().item()}
+        shown = [x]
+        for name in self.sets:
+            other = self.make_set(name, x, data, rng)
+            e_out = _energies(self.energy, other, self.device, self.c.batch)
+            if not (torch.isfinite(e_in).all() and torch.isfinite(e_out).all()):
+                raise EbmError(f"task 'ood': non-finite energies on the {name!r} set or the held-out images")
+            metrics[f"auroc/{name}"] = auroc(e_in, e_out)
+            metrics[f"energy/{name}"] = e_out.mean().item()
+            shown.append(other)
+        _rows(out / "ood.png", shown, self.c.show)
+        return metrics
+
+
+def build_ood(c: OODConfig, ctx) -> OOD:
+    who = "task 'ood'"
+    channels, _, _ = _image_shape(ctx, who)
+    if c.sets is not None:
+        sets = c.sets
+    else:
+        is_digits = getattr(ctx.built.get("data"), "name", None) == "digits"
+        sets = tuple(s for s in OOD_SETS if s != "train" and not (s == "digits" and (channels != 1 or is_digits)))
+    return OOD(c, ctx.require("energy", who), ctx.device, sets)
+
+
+__all__ = ["OOD_SETS", "DenoiseConfig", "Denoise", "InpaintConfig", "Inpaint", "OODConfig", "OOD",
+           "build_denoise", "build_inpaint", "build_ood"]
