@@ -1,0 +1,85 @@
+"""Sample quality of labelled image data: classifier-feature Fréchet distance and class coverage.
+
+``fd`` compares the samples' classifier features with those of the training images (the
+reference statistics). Two yardsticks are computed once, with the same number of images
+as the samples, so the bias of a finite sample is the same for all three:
+
+- ``fd/heldout``: held-out real images (the floor: what a perfect model would score);
+- ``fd/noise``: uniform noise in [−1, 1] (the ceiling).
+
+``classes/covered`` counts classes that receive at least a fifth of a fair share of the
+samples' predicted labels; ``classes/entropy`` is the entropy of that histogram divided by
+log(classes) (1: all classes equally often).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ebm_image.classifier import Classifier
+
+#: reference statistics use at most this many training images
+REFERENCE_IMAGES = 10_000
+
+
+def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and (unbiased) covariance of ``(N, D)`` features, in float64."""
+    f = features.double()
+    return f.mean(0), torch.cov(f.T)
+
+
+def frechet_distance(a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> float:
+    """‖μa − μb‖² + tr(Σa + Σb − 2(Σa^½ Σb Σa^½)^½), with symmetric eigendecompositions."""
+    mu_a, cov_a = a
+    mu_b, cov_b = b
+    vals, vecs = torch.linalg.eigh(cov_a)
+    root_a = vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
+    middle = root_a @ cov_b @ root_a
+    cross = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+def class_coverage(pred: Tensor, num_classes: int) -> dict[str, float]:
+    share = torch.bincount(pred, minlength=num_classes).double() / len(pred)
+    nonzero = share[share > 0]
+    return {"classes/covered": float((share >= 0.2 / num_classes).sum()),
+            "classes/entropy": float(-(nonzero * nonzero.log()).sum() / math.log(num_classes)),
+            "classes/max_share": float(share.max())}
+
+
+class ClassifierMetrics:
+    """FD and coverage of samples for one data set; the yardsticks are cached per sample count."""
+
+    def __init__(self, classifier: Classifier, train_x: Tensor, heldout_x: Tensor, num_classes: int,
+                 *, seed: int = 0):
+        self.classifier, self.num_classes = classifier, num_classes
+        rng = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(train_x), generator=rng)[:REFERENCE_IMAGES]
+        self.reference = gaussian_stats(classifier.embed(train_x[pick])[0])
+        self.heldout_x = heldout_x
+        self._yardsticks: dict[int, dict[str, float]] = {}
+        self._seed = seed
+
+    def fd(self, x: Tensor) -> float:
+        return frechet_distance(gaussian_stats(self.classifier.embed(x)[0]), self.reference)
+
+    def yardsticks(self, n: int) -> dict[str, float]:
+        if n not in self._yardsticks:
+            rng = torch.Generator().manual_seed(self._seed + 1)
+            held = self.heldout_x[torch.randperm(len(self.heldout_x), generator=rng)[:n]]
+            noise = torch.rand((n, *self.heldout_x.shape[1:]), generator=rng) * 2 - 1
+            self._yardsticks[n] = {"fd/heldout": self.fd(held), "fd/noise": self.fd(noise)}
+        return self._yardsticks[n]
+
+    def __call__(self, samples: Tensor) -> dict[str, float]:
+        samples = samples.detach().float().cpu().clamp(-1, 1)
+        if len(samples) < 2:
+            return {}  # a covariance needs two samples
+        feats, pred = self.classifier.embed(samples)
+        out = {"fd": frechet_distance(gaussian_stats(feats), self.reference)}
+        out.update(self.yardsticks(min(len(samples), len(self.heldout_x))))
+        out.update(class_coverage(pred, self.num_classes))
+        return out
