@@ -9,8 +9,10 @@ from ebmcore import Component, hookimpl
 from ebm_image.common import ImageData, image_grid_png
 from ebm_image.digits import DigitsConfig, digits_data
 from ebm_image.folder import ImageFolderConfig, image_folder_data
+from ebm_image.frame import FrameConfig, FrameEnergy
 from ebm_image.idx import IdxConfig, idx_data, read_idx, read_idx_images
 from ebm_image.tasks import DenoiseConfig, InpaintConfig, OODConfig, build_denoise, build_inpaint, build_ood
+from ebm_image.texture import TextureConfig, texture_data
 
 __all__ = ["DigitsConfig", "IdxConfig", "ImageData", "ImageFolderConfig", "digits_data",
            "idx_data", "image_folder_data", "image_grid_png", "read_idx"]
@@ -25,4 +27,6 @@ def ebm_components():
         Component("task", "inpaint", InpaintConfig, build_inpaint, requires=("sampler",)),
         Component("task", "denoise", DenoiseConfig, build_denoise, requires=("sampler",)),
         Component("task", "ood", OODConfig, build_ood),
+        Component("data", "texture", TextureConfig, texture_data),
+        Component("energy", "frame", FrameConfig, FrameEnergy.from_config),
     ]

@@ -2,7 +2,9 @@
 built through the registry (Langevin by default), so any sampler plugin can serve.
 
 - Multigrid (Gao et al. 2018): chains at grid r start from the coarser grid's samples,
-  upsampled; K steps per grid under E_r.
+  upsampled; K steps per grid under E_r. ``upsample_noise`` adds Gaussian noise to each
+  grid's starting image: the detail the coarser grid does not have, and the only source of
+  diversity when the kernel is noise-free and the coarsest starts are alike (textures).
 - Coarse-to-fine (Zhao et al. 2021, CF-EBM): the same, with doubling resolutions, and a
   fade-in at the start of each stage: the energy moves from the coarse stage's energy of
   the pooled image to the new stage's energy over ``fade_steps`` steps.
@@ -26,6 +28,8 @@ class MultigridConfig:
     noise: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)),
                                       metadata={"doc": "noise of the per-grid kernel (None: its default)"})
     kernel: str = cfg.doc("registered sampler run at each grid", default="langevin")
+    upsample_noise: float = cfg.non_negative("std of Gaussian noise added to each grid's starting image "
+                                             "(after upsampling from the coarser grid)", default=0.0)
 
 
 @attrs.frozen
@@ -65,9 +69,10 @@ class Pyramid(Sampler):
     resolution and goes through the whole pyramid, returning the finest samples.
     """
 
-    def __init__(self, kernel: Sampler, n_steps: int | None = None):
+    def __init__(self, kernel: Sampler, n_steps: int | None = None, upsample_noise: float = 0.0):
         self.kernel = kernel
         self.n_steps = kernel.n_steps if n_steps is None else n_steps
+        self.upsample_noise = upsample_noise
 
     def init(self, x, energy, cond=None):
         return self.kernel.init(x, energy, cond)
@@ -87,6 +92,9 @@ class Pyramid(Sampler):
         x, prev, out = resize(x0, resolutions[0]), None, []
         for r in resolutions:
             x, m = resize(x, r), None
+            if self.upsample_noise > 0:
+                xi = torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
+                x = x + self.upsample_noise * xi
             if mask is not None:  # observed pixels take the observed image at this scale
                 m = resize(mask.expand_as(x0).float(), r) > 0.5
                 x = torch.where(m, resize(x0, r), x)
@@ -104,7 +112,7 @@ class Multigrid(Pyramid):
 
     @classmethod
     def from_config(cls, c: MultigridConfig, ctx) -> "Multigrid":
-        return cls(_kernel(c, ctx, "multigrid"))
+        return cls(_kernel(c, ctx, "multigrid"), upsample_noise=c.upsample_noise)
 
 
 class CoarseToFine(Pyramid):

@@ -84,3 +84,49 @@ def test_multiscale_mle_has_one_loss_and_one_group_per_scale_and_learns_only_its
     losses["scale4"].backward()
     grads = {name: any(p.grad is not None for p in m.parameters()) for name, m in obj.param_groups().items()}
     assert grads == {"scale1": False, "scale4": True, "scale16": False}
+
+
+def test_upsample_noise_makes_noise_free_chains_from_one_start_differ():
+    energy = MultiScaleEnergy(1, (1, 4, 16), width=8, head="sum")
+    x0 = torch.zeros(4, 1, 16, 16)
+    plain = Multigrid(Langevin(step_size=0.1, n_steps=3, noise=0.0))
+    out = plain.run(x0, energy, rng=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, out[:1].expand_as(out))  # one start, no noise: one sample
+    noisy = ebmcore.build("sampler", "multigrid", step_size=0.1, n_steps=3, noise=0.0, upsample_noise=0.2)
+    out = noisy.run(x0, energy, rng=torch.Generator().manual_seed(0))
+    assert (out[0] - out[1]).abs().mean() > 0.05
+
+
+def test_sum_head_is_stationary_and_works_at_every_grid_of_a_64_pyramid():
+    energy = MultiScaleEnergy(1, (1, 4, 16, 64), width=8, head="sum")
+    for r in (1, 4, 16, 64):
+        x = torch.rand(2, 1, r, r, requires_grad=True)
+        e = energy(x)
+        (g,) = torch.autograd.grad(e.sum(), x)
+        assert e.shape == (2,) and torch.isfinite(g).all()
+    # a sum of local potentials: a shift by the total stride (8) keeps the interior's contribution
+    x = torch.rand(1, 1, 64, 64)
+    big = torch.zeros(1, 1, 64, 64)
+    big[..., 16:48, 16:48] = x[..., :32, :32]
+    shifted = torch.roll(big, shifts=(8, 8), dims=(-2, -1))
+    assert torch.allclose(energy(big), energy(shifted), atol=1e-4)
+
+
+def test_fresh_chains_start_from_the_training_images_at_the_coarsest_grid():
+    torch.manual_seed(0)
+    data = torch.rand(10, 1, 16, 16) * 2 - 1
+    energy = MultiScaleEnergy(1, (1, 4, 16), width=8)
+    obj = MultiScaleMLE(energy, Multigrid(Langevin(step_size=0.01, n_steps=2)), UniformNoise((1, 16, 16)),
+                        coarse_data=data)
+    starts = obj.fresh(6, rng=torch.Generator().manual_seed(0))
+    means = starts.mean(dim=(1, 2, 3))
+    data_means = data.mean(dim=(1, 2, 3))
+    assert all(torch.isclose(m, data_means, atol=1e-5).any() for m in means) and means.std() > 0.02
+    assert "coarse_data" in obj.state_dict()  # checkpoints carry it
+    # built from a recipe with fresh_start = "data", the training set is stored pooled
+    ctx = ebmcore.BuildContext(event_shape=(1, 16, 16))
+    ctx.built.update({"data": type("D", (), {"dataset": lambda self: Batch(data)})(),
+                      "energy": energy, "sampler": Multigrid(Langevin()), "generator": UniformNoise((1, 16, 16))})
+    built = ctx.build("objective", "mle_multiscale", ebmcore.config.structure(
+        {"fresh_start": "data"}, ebmcore.default_host().registry.get("objective", "mle_multiscale").config, "$")[0])
+    assert built.coarse_data.shape == (10, 1, 1, 1)
