@@ -1,6 +1,8 @@
 """Maximum likelihood: ∇θ = E_data[∇θE] − E_model[∇θE], the model expectation taken over
 MCMC samples; optionally with the energy-magnitude regulariser α·(E⁺² + E⁻²) (IGEBM)."""
 
+from typing import Literal
+
 import attrs
 import torch
 
@@ -17,22 +19,27 @@ class MLEConfig:
         "std of Gaussian noise added to each data batch (Nijkamp et al. 2019 use 0.03)", default=0.0)
     sample_steps: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
-        metadata={"doc": "chain length of fresh chains for evaluation (default: the sampler's n_steps)"})
+        metadata={"doc": "chain length of evaluation chains (default: the sampler's n_steps)"})
+    eval_chains: Literal["fresh", "persistent"] = cfg.doc(
+        "evaluation chains start from fresh noise, or continue chains drawn from the generator "
+        "(a replay buffer: the IGEBM convention; say which when reporting)", default="fresh")
 
 
 class MaximumLikelihood(Objective):
     def __init__(self, energy, sampler, generator, *, alpha: float = 0.0, data_noise: float = 0.0,
-                 sample_steps: int | None = None):
+                 sample_steps: int | None = None, eval_chains: str = "fresh"):
         super().__init__()
         self.energy, self.generator = energy, generator
         self.sampler = sampler
         self.alpha, self.data_noise, self.sample_steps = alpha, data_noise, sample_steps
+        self.eval_chains = eval_chains
 
     @classmethod
     def from_config(cls, c: MLEConfig, ctx) -> "MaximumLikelihood":
         who = "objective 'mle'"
         return cls(ctx.require("energy", who), ctx.require("sampler", who), ctx.require("generator", who),
-                   alpha=c.alpha, data_noise=c.data_noise, sample_steps=c.sample_steps)
+                   alpha=c.alpha, data_noise=c.data_noise, sample_steps=c.sample_steps,
+                   eval_chains=c.eval_chains)
 
     def param_groups(self):
         return {"energy": self.energy}
@@ -57,5 +64,8 @@ class MaximumLikelihood(Objective):
                                   "energy/sample": e_neg.mean().detach()}
 
     def sample(self, n, *, rng, cond=None):
-        x0 = self.generator.fresh(n, rng=rng, cond=cond)
+        if self.eval_chains == "persistent":  # reads the buffer, never writes it
+            x0 = self.generator.sample(n, rng=rng, cond=cond)
+        else:
+            x0 = self.generator.fresh(n, rng=rng, cond=cond)
         return self.sampler.run(x0, self.energy, self.sample_steps, rng=rng, cond=cond)

@@ -92,3 +92,15 @@ def test_data_noise_perturbs_the_positive_batch_by_its_std():
     obj = MaximumLikelihood(energy, Langevin(step_size=0.05, n_steps=1), GaussianNoise((2,)), data_noise=0.5)
     _, metrics = obj.loss(Batch(torch.zeros(20000, 2)), rng=torch.Generator().manual_seed(0))
     assert metrics["energy/data"].item() == pytest.approx(0.25, rel=0.05)
+
+
+@pytest.mark.parametrize("eval_chains", ["fresh", "persistent"])
+def test_evaluation_chains_continue_the_buffer_only_when_asked_and_never_write_it(eval_chains):
+    buf = ReplayBuffer((2,), size=64, reinit=0.0, noise=UniformNoise((2,), low=-1, high=1))
+    buf.update(torch.full((64, 2), 50.0))  # stored chains far outside the noise range
+    obj = MaximumLikelihood(_Quadratic(), Langevin(step_size=1e-6, n_steps=1, noise=0.0), buf,
+                            eval_chains=eval_chains)
+    before = buf.x.clone()
+    x = obj.sample(32, rng=torch.Generator().manual_seed(0))
+    assert (x.abs() > 10).all() if eval_chains == "persistent" else (x.abs() <= 1).all()
+    assert torch.equal(buf.x, before) and int(buf.ptr) == 0
