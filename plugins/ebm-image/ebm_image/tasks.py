@@ -107,11 +107,14 @@ class InpaintConfig:
     region: Literal["centre", "random", "bottom"] = cfg.doc(
         "where the hole is: the centre, a random place per image, or the bottom `hole` rows",
         default="centre")
-    fill: Literal["uniform", "gaussian"] = cfg.doc(
-        "noise the hole starts from: U(−1, 1) or N(0, 1) clamped to [−1, 1]", default="uniform")
+    fill: Literal["uniform", "gaussian", "mean"] = cfg.doc(
+        "what the hole starts from: U(−1, 1) or N(0, 1) clamped to [−1, 1] noise, or the training "
+        "set's mean image", default="uniform")
     n_steps: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "sampler steps (default: the recipe sampler's n_steps)"})
+    chains: int = cfg.positive("independent completions per image, averaged: their mean estimates "
+                               "the conditional mean, which minimises the expected MSE", default=1)
     batch: int = cfg.positive("images per chain batch", default=256)
     show: int = cfg.positive("images in the picture (rows: original, masked, completed, mean fill)",
                              default=8)
@@ -123,10 +126,17 @@ class Inpaint(Task):
     def __init__(self, c: InpaintConfig, energy, sampler, device):
         self.c, self.energy, self.sampler, self.device = c, energy, sampler, torch.device(device)
 
-    def complete(self, x: Tensor, missing: Tensor, *, rng: torch.Generator) -> tuple[Tensor, Tensor]:
-        """(start, completed): the images with the hole filled by noise, and after sampling.
-        Observed pixels of ``completed`` are those of ``x``, bit for bit."""
-        start = torch.where(missing, _noise(x.shape, self.c.fill, rng), x)
+    def complete(self, x: Tensor, missing: Tensor, *, rng: torch.Generator,
+                 mean_image: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(start, completed): the images with the hole filled (noise, or ``mean_image`` for
+        fill = "mean"), and after sampling. Observed pixels of ``completed`` are those of
+        ``x``, bit for bit."""
+        if self.c.fill == "mean":
+            if mean_image is None:
+                raise ValueError("fill = 'mean' needs the mean image")
+            start = torch.where(missing, mean_image.expand_as(x), x)
+        else:
+            start = torch.where(missing, _noise(x.shape, self.c.fill, rng), x)
         out = []
         for xs, ms in zip(start.split(self.c.batch), missing.split(self.c.batch)):
             xs, ms = xs.to(self.device), ms.to(self.device)
@@ -136,10 +146,16 @@ class Inpaint(Task):
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
         x = _heldout(data, "task 'inpaint'", self.c.n)
         missing = _hole_mask(tuple(x.shape), self.c.hole, self.c.region, rng)
-        start, completed = self.complete(x, missing, rng=rng)
         mean_image = data.dataset().x.mean(0, keepdim=True)
         mean_fill = torch.where(missing, mean_image.expand_as(x), x)
+        start, completed = self.complete(x, missing, rng=rng, mean_image=mean_image)
+        extra = {}
+        if self.c.chains > 1:
+            extra["mse_one_chain"] = _mse(completed, x, missing).mean().item()
+            more = [self.complete(x, missing, rng=rng, mean_image=mean_image)[1] for _ in range(self.c.chains - 1)]
+            completed = torch.where(missing, torch.stack([completed, *more]).mean(0), x)
         mse = _mse(completed, x, missing)
+        noise_fill = start if self.c.fill != "mean" else torch.where(missing, _noise(x.shape, "uniform", rng), x)
         mse_mean = _mse(mean_fill, x, missing)
         e_orig = _energies(self.energy, x, self.device, self.c.batch)
         e_done = _energies(self.energy, completed, self.device, self.c.batch)
@@ -148,10 +164,11 @@ class Inpaint(Task):
         return {
             "mse": mse.mean().item(),
             "mse_mean_fill": mse_mean.mean().item(),
-            "mse_noise_fill": _mse(start, x, missing).mean().item(),
+            "mse_noise_fill": _mse(noise_fill, x, missing).mean().item(),
             "win_rate_vs_mean_fill": (mse < mse_mean).float().mean().item(),
             "energy_original": e_orig.mean().item(),
             "energy_completed": e_done.mean().item(),
+            **extra,
         }
 
 
