@@ -1,5 +1,8 @@
 """Every recipe in recipes/ runs (two steps) and writes its outputs."""
 
+import json
+import tomllib
+
 import pytest
 
 from support import ROOT, ebm
@@ -15,7 +18,11 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_runs_two_steps(recipe, tmp_path):
     out = tmp_path / "run"
-    r = ebm("run", recipe, "--out", out, "--quiet", "--set", "run.steps=2", "--set", "run.eval_samples=100")
+    r = ebm("run", recipe, "--out", out, "--quiet", "--set", "run.steps=2", "--set", "run.eval_samples=16")
     assert r.returncode == 0, r.stderr
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()
     assert (out / "recipe.toml").exists() and (out / "metrics.jsonl").exists()
+    if tomllib.loads(recipe.read_text())["data"]["type"] in ("digits", "idx"):
+        last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        # labelled images are scored by the classifier: FD with its two yardsticks, coverage
+        assert {"fd", "fd/heldout", "fd/noise", "classes/covered"} <= set(last), last

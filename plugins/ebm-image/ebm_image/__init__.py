@@ -1,4 +1,4 @@
-"""Image data for ebm: scikit-learn digits, MNIST-style IDX files and folders of images.
+"""The image modality for ebm: data (digits, IDX, folders, textures), ConvNet energies, metrics.
 
 All images are ``(N, C, H, W)`` float32 in [−1, 1]. Dequantisation noise is not added here:
 it belongs per batch to the objective (``ebm-mle``'s ``data_noise``), so each step sees fresh
@@ -8,6 +8,7 @@ noise and the data set stays fixed.
 from ebmcore import Component, hookimpl
 from ebm_image.common import ImageData, image_grid_png
 from ebm_image.digits import DigitsConfig, digits_data
+from ebm_image.energies import GenConvNetConfig, ResNetConfig, SwishCNNConfig, genconvnet, resnet, swish_cnn
 from ebm_image.folder import ImageFolderConfig, image_folder_data
 from ebm_image.frame import FrameConfig, FrameEnergy
 from ebm_image.idx import IdxConfig, idx_data, read_idx, read_idx_images
@@ -29,4 +30,7 @@ def ebm_components():
         Component("task", "ood", OODConfig, build_ood),
         Component("data", "texture", TextureConfig, texture_data),
         Component("energy", "frame", FrameConfig, FrameEnergy.from_config),
+        Component("energy", "swish_cnn", SwishCNNConfig, swish_cnn),
+        Component("energy", "genconvnet", GenConvNetConfig, genconvnet),
+        Component("energy", "resnet", ResNetConfig, resnet),
     ]
