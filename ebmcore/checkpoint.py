@@ -22,6 +22,37 @@ from ebmcore.errors import CheckpointError
 
 FORMAT = 1
 _NAME = re.compile(r"^step-(\d+)\.json$")
+#: suffixes of files that torch.save / pickle write; never loaded, named when found
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
+WHY_NO_PICKLE = ("ebm never loads pickle files: unpickling runs whatever code the file names. "
+                 "Checkpoints are safetensors + JSON; to use weights you trust, load them yourself "
+                 "with torch (weights_only=True) and write them with safetensors.torch.save_file")
+
+
+def pickle_format(data: bytes) -> str | None:
+    """What kind of pickle ``data`` (a file's bytes, or its first bytes) is, or None."""
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+        return f"a pickle (protocol {data[1]})"
+    if data[:4] == b"PK\x03\x04":
+        return "a zip archive (the format of torch.save)"
+    if data[:1] in (b"(", b"}", b"]", b"c") and data.rstrip()[-1:] == b".":
+        return "a pickle (protocol 0 or 1)"
+    return None
+
+
+def refuse_pickle(path: Path, data: bytes | None = None, expected: str = "a checkpoint") -> None:
+    """Raise :class:`CheckpointError` explaining the refusal if ``path`` holds a pickle."""
+    if data is None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+                f.seek(max(0, path.stat().st_size - 8))
+                data = head + f.read()
+        except OSError:
+            return
+    kind = pickle_format(data)
+    if kind is not None:
+        raise CheckpointError(f"{path}: this is {kind}, not {expected}; {WHY_NO_PICKLE}")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -70,12 +101,22 @@ def load(directory: Path, step: int) -> tuple[dict[str, torch.Tensor], dict[str,
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
         raise CheckpointError(f"{blob_path}: contents do not match the hash in {side.name} "
                               "(truncated or modified)")
-    return safetensors.torch.load(blob), meta
+    refuse_pickle(blob_path, blob, "a safetensors file")
+    try:
+        return safetensors.torch.load(blob), meta
+    except Exception as exc:  # safetensors' own error type varies by version
+        raise CheckpointError(f"{blob_path}: not a safetensors file: {exc}") from None
 
 
-def load_latest(directory: Path) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
-    found = steps(directory)
+def load_latest(directory: Path, *, before: int | None = None) -> tuple[int, dict[str, torch.Tensor], dict[str, Any]]:
+    """The latest checkpoint (of a step < ``before`` if given)."""
+    found = [s for s in steps(directory) if before is None or s < before]
     if not found:
+        pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES) \
+            if directory.is_dir() else []
+        if pickles:
+            raise CheckpointError(f"{directory}: no ebm checkpoint, and {', '.join(pickles)} will not be "
+                                  f"loaded: {WHY_NO_PICKLE}")
         raise CheckpointError(f"{directory}: no checkpoint to resume from (the run stopped before "
                               "its first one: delete its directory to start again)")
     tensors, meta = load(directory, found[-1])

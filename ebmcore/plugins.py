@@ -11,6 +11,7 @@ import functools
 import importlib
 import importlib.metadata as md
 import os
+import sys
 import traceback
 from collections.abc import Iterable
 
@@ -40,6 +41,20 @@ class PluginFailure:
 
     def __str__(self) -> str:
         return f"plugin '{self.name}' from '{self.distribution}' failed to load: {self.error}"
+
+
+@attrs.frozen
+class HookFault:
+    """An observer hook that raised during a run."""
+
+    name: str
+    distribution: str
+    hook: str
+    error: str
+
+    def __str__(self) -> str:
+        return (f"plugin '{self.name}' from '{self.distribution}' raised in {self.hook}: {self.error}; "
+                f"the run continues without this plugin's {self.hook}")
 
 
 class PluginHost:
@@ -95,6 +110,29 @@ class PluginHost:
             return
         self.pm.register(plugin, name=name)
         self.plugins.append(PluginInfo(name, dist, version))
+
+    def distribution_of(self, plugin_name: str) -> str:
+        return next((p.distribution for p in self.plugins if p.name == plugin_name), plugin_name)
+
+    def notify(self, hook: str, *, faults: list[HookFault] | None = None, **kwargs: object) -> None:
+        """Call each implementation of an observer hook (``ebm_run_start``, ``ebm_step_end``,
+        ``ebm_log``, ``ebm_run_end``) on its own. One that raises an ``Exception`` is
+        reported on stderr with its distribution, appended to ``faults``, and not called
+        again while its fault is in ``faults`` (a run passes its own list); the other
+        plugins and the run go on. ``KeyboardInterrupt`` and other ``BaseException`` subclasses
+        are not caught."""
+        faults = [] if faults is None else faults
+        muted = {(f.name, f.hook) for f in faults}
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):  # pluggy's order
+            if (impl.plugin_name, hook) in muted:
+                continue
+            try:
+                impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception as exc:  # an observer must not take the run down
+                fault = HookFault(impl.plugin_name, self.distribution_of(impl.plugin_name), hook,
+                                  _one_line(exc))
+                faults.append(fault)
+                print(f"warning: {fault}", file=sys.stderr)
 
     def _collect_components(self) -> Registry:
         """Call each plugin's ``ebm_components`` on its own, to know who provided what."""

@@ -35,6 +35,21 @@ class RunConfig:
     checkpoint_every: int = cfg.non_negative("steps between checkpoints (0: only at the end)", default=500)
     eval_every: int = cfg.non_negative("steps between evaluations (0: only at the end)", default=0)
     eval_samples: int = cfg.positive("samples drawn by fresh chains for evaluation and pictures", default=2000)
+    on_divergence: Literal["stop", "rollback"] = cfg.doc(
+        "when a loss, energy, gradient or sample is non-finite or an energy exceeds max_abs_energy: "
+        "'stop' (exit 1, naming the step and the quantity; the last good checkpoint is kept) or "
+        "'rollback' (reload the last good checkpoint, scale the learning rates by rollback_lr_factor, "
+        "continue)", default="stop")
+    max_abs_energy: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "an energy metric (energy/...) whose magnitude exceeds this counts as "
+                         "divergence (default: only non-finite values do)"})
+    rollback_lr_factor: float = attrs.field(
+        default=0.5, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
+        metadata={"doc": "on_divergence = 'rollback': learning rates are multiplied by this after each "
+                         "rollback, in (0, 1)"})
+    max_rollbacks: int = cfg.positive("on_divergence = 'rollback': rollbacks allowed before the run "
+                                      "stops as with 'stop'", default=3)
 
 
 def _betas(_inst: Any, _attr: Any, value: tuple[float, float]) -> None:
@@ -98,6 +113,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise EbmError(f"{path}: no such recipe file") from None
     except OSError as exc:
         raise EbmError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    from ebmcore.checkpoint import WHY_NO_PICKLE, pickle_format
+
+    if (kind := pickle_format(raw)) is not None:
+        raise EbmError(f"{path}: this is {kind}, not a recipe; {WHY_NO_PICKLE}")
     try:
         return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

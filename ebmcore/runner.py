@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from torch import Tensor
 from ebmcore import checkpoint, recipe as recipe_mod
 from ebmcore.build import BuildContext
 from ebmcore.errors import CheckpointError, DivergenceError, EbmError, Interrupted
+from ebmcore.guard import Divergence, DivergenceGuard
 from ebmcore.interfaces import Batch, Data, Objective, Task
 from ebmcore.plugins import PluginHost, default_host
 from ebmcore.recipe import OptimConfig, Recipe
@@ -115,6 +117,11 @@ class Run:
                 raise EbmError(f"$.tasks.{label}: cannot build task '{section.type}': {exc}") from exc
         self.optimizers = self._make_optimizers()
         self.rng = make_rng(recipe.run.seed, "train", self.device)
+        self.guard = DivergenceGuard(self.device, recipe.run.max_abs_energy)
+        #: divergences rolled back so far (``on_divergence = "rollback"``), checkpointed
+        self.rollbacks: list[dict[str, Any]] = []
+        #: observer hooks that raised (reported once each, then not called again in this run)
+        self.hook_faults: list = []
         self.stream = BatchStream(self.data.dataset(), self.data.batch_size,
                                   make_rng(recipe.run.seed, "data", torch.device("cpu")))
 
@@ -155,6 +162,10 @@ class Run:
         """
         host = host or default_host()
         path = Path(out) / "recipe.toml"
+        if Path(out).is_file():
+            checkpoint.refuse_pickle(Path(out), expected="a run directory")
+            raise EbmError(f"{out}: a file, not a run directory (expected the directory `ebm run` wrote, "
+                           "with recipe.toml and checkpoints/)")
         if not path.is_file():
             raise EbmError(f"{out}: not a run directory (no recipe.toml)")
         data = recipe_mod.apply_overrides(recipe_mod.read_toml(path), list(overrides))
@@ -201,10 +212,14 @@ class Run:
         # the states themselves are exact bytes in the tensor file; the sidecar says where
         meta["rng_states"] = sorted(k for k in tensors if k.startswith("rng/"))
         meta["data_order"] = {"permutation": "data/perm", "position": self.stream.pos, "size": self.stream.n}
+        meta["rollbacks"] = self.rollbacks
+        bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:  # e.g. a replay buffer of exploded samples: never save a diverged model
+            raise _Diverged(Divergence(self.step, tuple((k, math.nan, "non-finite") for k in bad[:5])))
         checkpoint.save(self.checkpoint_dir, self.step, tensors, meta)
 
-    def _restore_latest(self, *, truncate: bool = True) -> None:
-        step, tensors, meta = checkpoint.load_latest(self.checkpoint_dir)
+    def _restore_latest(self, *, truncate: bool = True, before: int | None = None) -> None:
+        step, tensors, meta = checkpoint.load_latest(self.checkpoint_dir, before=before)
         model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
         try:
             self.objective.load_state_dict(model)
@@ -216,6 +231,7 @@ class Run:
         self.stream.restore(tensors)
         self.rng.set_state(tensors["rng/train"])
         torch.set_rng_state(tensors["rng/torch"])
+        self.rollbacks = list(meta.get("rollbacks", []))
         self.step = step
         if truncate:
             _truncate_metrics(self.out / "metrics.jsonl", step)
@@ -226,50 +242,91 @@ class Run:
         """Train to ``run.steps``; returns the final record (also in metrics.jsonl)."""
         from tqdm import tqdm
 
-        cfg, hook = self.recipe.run, self.host.pm.hook
-        hook.ebm_run_start(run=self)
-        first_bad = torch.tensor(-1, device=self.device)
+        cfg = self.recipe.run
+        self._notify("ebm_run_start", run=self)
+        if cfg.on_divergence == "rollback" and not checkpoint.steps(self.checkpoint_dir):
+            self.save_checkpoint()  # something to roll back to
+        self.guard.reset()
         t0 = time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if progress is None else not progress,
                    desc=self.out.name, unit="step", dynamic_ncols=True)
         record: dict[str, float] = {}
         with bar, _deferred_signals() as received:
             while self.step < cfg.steps:
-                self.step += 1
-                step = self.step
-                batch = self.stream.next()
-                batch = Batch(batch.x.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
-                metrics = self._optimise(batch)
-                finite = torch.stack([torch.isfinite(v).all() for v in metrics.values()]).all()
-                first_bad = torch.where((first_bad < 0) & ~finite, step, first_bad)
-                hook.ebm_step_end(run=self, step=step, metrics=metrics)
-                last = step == cfg.steps
-                log, ev = step % cfg.log_every == 0 or last, _due(step, cfg.eval_every) or last
-                pic, ckpt = _due(step, cfg.sample_every) or last, _due(step, cfg.checkpoint_every) or last
-                if log or ev or pic or ckpt:
-                    self._check_finite(first_bad, metrics)
-                if log or ev or pic:
-                    record = {"step": step, **{k: v.item() for k, v in metrics.items()},
-                              "time/elapsed_s": round(time.perf_counter() - t0, 3)}
-                    if ev or pic:
-                        record.update(self._evaluate(step, score=ev, picture=pic, final=last))
-                    if log or ev:
-                        self._log(record)
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss/")},
-                                        refresh=False)
-                if ckpt:
-                    self.save_checkpoint()
-                bar.update(1)
-                if received:
-                    self._stop_on_signal(received[0], saved=ckpt, first_bad=first_bad, metrics=metrics)
+                try:
+                    record = self._train_step(t0, bar, received) or record
+                except _Diverged as exc:
+                    self._on_divergence(exc.divergence)
+                    bar.n = self.step
+                    bar.refresh()
         if self.tasks and record.get("step") == cfg.steps:
             # after the final checkpoint, so a failing task never costs the training
             t_tasks = time.perf_counter()
             record.update(self.run_tasks())
             record["time/tasks_s"] = round(time.perf_counter() - t_tasks, 3)
             _amend_last_record(self.out / "metrics.jsonl", record)
-        hook.ebm_run_end(run=self, record=record)
+        self._notify("ebm_run_end", run=self, record=record)
         return record
+
+    def _train_step(self, t0: float, bar: Any, received: list[int]) -> dict[str, float] | None:
+        """One optimisation step and what is due after it; the record if one was written."""
+        cfg = self.recipe.run
+        self.step += 1
+        step = self.step
+        batch = self.stream.next()
+        batch = Batch(batch.x.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
+        metrics = self._optimise(batch)
+        self.guard.observe(step, metrics)
+        self._notify("ebm_step_end", run=self, step=step, metrics=metrics)
+        if (found := self.guard.poll()) is not None:  # CPU: this step; accelerator: ≤ 1 step late
+            raise _Diverged(found)
+        last = step == cfg.steps
+        log, ev = step % cfg.log_every == 0 or last, _due(step, cfg.eval_every) or last
+        pic, ckpt = _due(step, cfg.sample_every) or last, _due(step, cfg.checkpoint_every) or last
+        if (log or ev or pic or ckpt) and (found := self.guard.settle()) is not None:
+            raise _Diverged(found)  # nothing is logged or saved from a diverged model
+        record = None
+        if log or ev or pic:
+            record = {"step": step, **{k: v.item() for k, v in metrics.items()},
+                      "time/elapsed_s": round(time.perf_counter() - t0, 3)}
+            if ev or pic:
+                record.update(self._evaluate(step, score=ev, picture=pic, final=last))
+            if log or ev:
+                self._log(record)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss/")},
+                                refresh=False)
+        if ckpt:
+            self.save_checkpoint()
+        bar.update(1)
+        if received:
+            self._stop_on_signal(received[0], saved=ckpt)
+        return record
+
+    def _on_divergence(self, found: Divergence) -> None:
+        """Stop (raise :class:`DivergenceError`) or roll back to the last good checkpoint."""
+        cfg = self.recipe.run
+        kept = [s for s in checkpoint.steps(self.checkpoint_dir) if s < found.step]
+        what = f"training diverged at step {found.step}: {found.describe()}"
+        if cfg.on_divergence == "rollback" and len(self.rollbacks) >= cfg.max_rollbacks:
+            what += f" (after {len(self.rollbacks)} rollbacks, run.max_rollbacks)"
+        elif cfg.on_divergence == "rollback" and kept:
+            rollbacks = self.rollbacks
+            self._restore_latest(before=found.step)
+            scale = cfg.rollback_lr_factor ** (len(rollbacks) + 1)
+            self.rollbacks = rollbacks + [{"step": found.step, "to": self.step, "lr_scale": scale,
+                                           "why": found.describe()}]
+            for name, (opt, c) in self.optimizers.items():
+                for group in opt.param_groups:
+                    group["lr"] = c.lr * scale
+            self.guard.reset()
+            print(f"warning: {what}; rolled back to step {self.step}, learning rates × {scale:g} "
+                  f"(rollback {len(self.rollbacks)} of {cfg.max_rollbacks})", file=sys.stderr)
+            return
+        keep = f"the last good checkpoint is step {kept[-1]}" if kept else "no checkpoint was written yet"
+        raise DivergenceError(f"{what}; stopped, {keep} (in {self.checkpoint_dir})")
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        self.host.notify(hook, faults=self.hook_faults, **kwargs)
 
     def run_tasks(self, out: Path | None = None) -> dict[str, float]:
         """Run every task on the current model; write ``tasks.json`` (label → metrics) and
@@ -305,22 +362,14 @@ class Run:
             opt.step()
         return out
 
-    def _stop_on_signal(self, signum: int, *, saved: bool, first_bad: Tensor, metrics: dict[str, Tensor]) -> None:
-        self._check_finite(first_bad, metrics)
+    def _stop_on_signal(self, signum: int, *, saved: bool) -> None:
+        if (found := self.guard.settle()) is not None:
+            self._on_divergence(found)  # stops, or rolls back (then the checkpoint is rewritten)
+            saved = False
         if not saved:
             self.save_checkpoint()
         raise Interrupted(f"{signal.Signals(signum).name} at step {self.step}: checkpoint saved in "
                           f"{self.checkpoint_dir}; continue with --resume", signum)
-
-    def _check_finite(self, first_bad: Tensor, metrics: dict[str, Tensor]) -> None:
-        bad_step = int(first_bad)
-        if bad_step < 0:
-            return
-        names = [k for k, v in metrics.items() if not torch.isfinite(v).all()] or ["a loss or energy"]
-        kept = checkpoint.steps(self.checkpoint_dir)
-        keep = f"the last good checkpoint is step {kept[-1]}" if kept else "no checkpoint was written yet"
-        raise DivergenceError(f"training diverged at step {bad_step}: non-finite {', '.join(names)}; "
-                              f"stopped, {keep} (in {self.checkpoint_dir})")
 
     def _evaluate(self, step: int, *, score: bool, picture: bool, final: bool) -> dict[str, float]:
         """Fresh-chain samples: scored, drawn, and at the end saved with the run's figures."""
@@ -328,7 +377,7 @@ class Run:
         rng = make_rng(cfg.seed, f"eval/{step}", self.device)
         samples = self.objective.sample(cfg.eval_samples, rng=rng).cpu()
         if not torch.isfinite(samples).all():
-            raise DivergenceError(f"step {step}: fresh samples contain non-finite values")
+            raise _Diverged(Divergence(step, (("fresh samples", math.nan, "non-finite"),)))
         if picture:
             (self.out / "samples").mkdir(exist_ok=True)
             self.data.save_samples(samples, self.out / "samples" / f"step-{step:06d}.png")
@@ -341,7 +390,15 @@ class Run:
     def _log(self, record: dict[str, float]) -> None:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        self.host.pm.hook.ebm_log(run=self, step=record["step"], record=record)
+        self._notify("ebm_log", run=self, step=record["step"], record=record)
+
+
+class _Diverged(Exception):
+    """Raised inside a step; the loop applies ``run.on_divergence``."""
+
+    def __init__(self, divergence: Divergence):
+        super().__init__(divergence.describe())
+        self.divergence = divergence
 
 
 @contextlib.contextmanager

@@ -1,0 +1,270 @@
+"""Reliability (issue 7): the divergence policy, observer plugins that raise, pickles refused,
+exact resume for every objective."""
+
+import copy
+import json
+import math
+import pickle
+import re
+
+import pytest
+import safetensors.torch
+import torch
+
+from ebmcore import DivergenceError, cli, default_host, hookimpl, run_recipe
+from ebmcore.checkpoint import pickle_format
+from ebmcore.plugins import PluginHost
+from ebmcore.runner import Run
+from support import ROOT, ebm, write_recipe
+
+
+class StepRecorder:
+    """An observer that reads every step's metrics (forcing a sync: fine in a test)."""
+
+    __name__ = "step_recorder"
+
+    def __init__(self):
+        self.steps = []
+
+    @hookimpl
+    def ebm_step_end(self, run, step, metrics):
+        self.steps.append((step, {k: v.item() for k, v in metrics.items()}))
+
+    def first_bad(self, limit=math.inf):
+        for step, m in self.steps:
+            if any(not math.isfinite(v) or (k.startswith("energy/") and abs(v) > limit) for k, v in m.items()):
+                return step
+        return None
+
+
+def _diverging(tiny, **run):
+    """Without the energy regulariser and with a huge learning rate, the MLP energy blows up."""
+    tiny["objective"]["alpha"] = 0.0
+    tiny["optim"]["energy"]["lr"] = 100.0
+    tiny["run"].update(steps=200, log_every=50, checkpoint_every=5, **run)
+    return tiny
+
+
+def test_divergence_stops_at_the_first_non_finite_step_naming_it(tmp_path, tiny):
+    recorder = StepRecorder()
+    host = PluginHost(plugins=[recorder])
+    with pytest.raises(DivergenceError) as err:
+        # log_every = 50: the stop does not wait for a logging step
+        run_recipe(_diverging(tiny), out=str(tmp_path / "run"), host=host, progress=False)
+    bad = recorder.first_bad()
+    assert bad is not None and bad < 50
+    m = re.match(r"training diverged at step (\d+): non-finite (.+); stopped, the last good checkpoint is "
+                 r"step (\d+)", str(err.value))
+    assert m, err.value
+    assert int(m.group(1)) == bad and recorder.steps[-1][0] == bad  # stopped at that very step
+    named = [k for k, v in recorder.steps[-1][1].items() if not math.isfinite(v)]
+    assert all(k in m.group(2) for k in named)
+    assert int(m.group(3)) == (bad - 1) // 5 * 5  # the last checkpoint before it is kept
+    run = Run.open(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for v in run.objective.state_dict().values() if v.is_floating_point())
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if (tmp_path / "run" / "metrics.jsonl").exists() else []
+    assert all(json.loads(x)["step"] < bad for x in lines)
+
+
+def test_an_energy_above_max_abs_energy_stops_the_run_naming_it(tmp_path, tiny):
+    recorder = StepRecorder()
+    host = PluginHost(plugins=[recorder])
+    with pytest.raises(DivergenceError, match=r"\|energy/\w+\| = [0-9.e+]+ .*above run.max_abs_energy = 1000"
+                       ) as err:
+        run_recipe(_diverging(tiny, max_abs_energy=1e3), out=str(tmp_path / "run"), host=host, progress=False)
+    bad = recorder.first_bad(limit=1e3)
+    assert str(err.value).startswith(f"training diverged at step {bad}:") and recorder.steps[-1][0] == bad
+
+
+def test_divergence_in_the_command_line_exits_1(tmp_path, tiny):
+    r = ebm("run", write_recipe(tmp_path / "r.toml", _diverging(tiny)), "--out", tmp_path / "run", "--quiet")
+    assert r.returncode == 1 and "error: training diverged at step" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_rollback_reloads_the_last_good_checkpoint_lowers_the_lr_and_finishes(tmp_path, tiny):
+    _diverging(tiny, on_divergence="rollback", rollback_lr_factor=1e-5)  # 100 → 1e-3
+    tiny["run"].update(steps=30)
+    out = tmp_path / "run"
+    record = run_recipe(tiny, out=str(out), progress=False)
+    assert record["step"] == 30 and all(math.isfinite(v) for v in record.values())
+    meta = json.loads((out / "checkpoints" / "step-000030.json").read_text())
+    (rb,) = meta["rollbacks"]
+    assert rb["to"] == (rb["step"] - 1) // 5 * 5 and rb["lr_scale"] == pytest.approx(1e-5)
+    assert "non-finite" in rb["why"]
+    assert meta["optim"]["energy"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 30  # rolled-back records are gone
+    # a rolled-back run resumes exactly: crash it after the rollback, resume, compare
+    crashed = tmp_path / "crashed"
+    with pytest.raises(_Crash):
+        run_recipe(tiny, out=str(crashed), host=PluginHost(plugins=[CrashAt(27)]), progress=False)
+    assert _no_time(run_recipe(tiny, out=str(crashed), resume=True, progress=False)) == _no_time(record)
+    assert _metrics(crashed) == _metrics(out)
+
+
+def test_rollbacks_are_bounded(tmp_path, tiny):
+    _diverging(tiny, on_divergence="rollback", rollback_lr_factor=0.9, max_rollbacks=2)
+    with pytest.raises(DivergenceError, match=r"after 2 rollbacks, run.max_rollbacks\); stopped"):
+        run_recipe(tiny, out=str(tmp_path / "run"), progress=False)
+
+
+@pytest.mark.parametrize("key, value", [("on_divergence", "retry"), ("max_abs_energy", -1.0),
+                                        ("rollback_lr_factor", 1.0), ("rollback_lr_factor", 0.0),
+                                        ("max_rollbacks", 0)])
+def test_divergence_keys_are_validated(tmp_path, tiny, key, value, capsys):
+    tiny["run"][key] = value
+    assert cli.main(["validate", str(write_recipe(tmp_path / "r.toml", tiny))]) == 2
+    assert f"$.run.{key}" in capsys.readouterr().err
+
+
+# -- observer plugins that raise ------------------------------------------------------------
+
+class _Crash(BaseException):
+    """A crash in the middle of a run (not an Exception: hooks let it through)."""
+
+
+class CrashAt:
+    __name__ = "crash_at"
+
+    def __init__(self, step):
+        self.step = step
+
+    @hookimpl
+    def ebm_step_end(self, run, step, metrics):
+        if step == self.step:
+            raise _Crash(step)
+
+
+class Broken:
+    __name__ = "broken_observer"
+
+    def __init__(self):
+        self.calls = 0
+
+    @hookimpl
+    def ebm_step_end(self, run, step, metrics):
+        self.calls += 1
+        raise ValueError("observer bug")
+
+    @hookimpl
+    def ebm_log(self, run, step, record):
+        raise KeyError("no such metric")
+
+
+def test_an_observer_that_raises_is_reported_once_and_the_run_continues(tmp_path, tiny, capsys):
+    broken, recorder = Broken(), StepRecorder()
+    host = PluginHost(plugins=[broken, recorder])
+    record = run_recipe(tiny, out=str(tmp_path / "run"), host=host, progress=False)
+    assert record["step"] == 30 and len(recorder.steps) == 30  # the other observer saw every step
+    assert broken.calls == 1  # reported once, then not called again in this run
+    err = capsys.readouterr().err
+    assert err.count("warning: plugin 'broken_observer' from '(object broken_observer)' raised in "
+                     "ebm_step_end: ValueError: observer bug") == 1
+    assert err.count("raised in ebm_log: KeyError") == 1
+    # the metrics are those of a run without the broken plugin
+    run_recipe(tiny, out=str(tmp_path / "clean"), progress=False)
+    assert _metrics(tmp_path / "run") == _metrics(tmp_path / "clean")
+
+
+def test_hook_faults_name_the_distribution():
+    host = default_host()
+    faults = []
+    host.notify("ebm_run_end", faults=faults, run=None, record={})  # bundled plugins: no observers
+    assert faults == []
+    host = PluginHost(plugins=[Broken()], autoload=False)
+    host.notify("ebm_log", faults=faults, run=None, step=1, record={})
+    assert [(f.name, f.distribution, f.hook) for f in faults] == [
+        ("broken_observer", "(object broken_observer)", "ebm_log")]
+
+
+# -- pickles are refused ------------------------------------------------------------------
+
+def _pickles(tmp_path):
+    p = tmp_path / "model.pkl"
+    p.write_bytes(pickle.dumps({"w": [1.0, 2.0]}))
+    p0 = tmp_path / "old.pkl"
+    p0.write_bytes(pickle.dumps({"w": 1}, protocol=0))
+    pt = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(2)}, pt)
+    return [p, p0, pt]
+
+
+def test_pickle_formats_are_recognised(tmp_path):
+    kinds = [pickle_format(p.read_bytes()) for p in _pickles(tmp_path)]
+    assert kinds[0].startswith("a pickle") and kinds[1] == "a pickle (protocol 0 or 1)"
+    assert kinds[2] == "a zip archive (the format of torch.save)"
+    assert pickle_format(safetensors.torch.save({"x": torch.ones(2)})) is None
+    assert pickle_format((ROOT / "tests" / "fixtures" / "recipes" / "stripes-multigrid.toml").read_bytes()) is None
+
+
+def test_a_pickle_given_as_a_run_directory_or_recipe_is_refused(tmp_path, capsys):
+    for path in _pickles(tmp_path):
+        for command in ("sample", "eval", "run", "validate"):
+            assert cli.main([command, str(path)]) == 2
+            err = capsys.readouterr().err
+            assert f"error: {path}: this is a" in err and "never loads pickle files: unpickling runs" in err, err
+
+
+def test_a_pickle_in_a_checkpoint_folder_is_refused(tmp_path, tiny, capsys):
+    out = tmp_path / "run"
+    run_recipe(tiny, out=str(out), progress=False)
+    ckpts = out / "checkpoints"
+    # a pickle under the checkpoint's name, with a sidecar whose hash matches it
+    blob = pickle.dumps({"model/w": [1.0]})
+    side = json.loads((ckpts / "step-000030.json").read_text())
+    import hashlib
+    side["sha256"] = hashlib.sha256(blob).hexdigest()
+    (ckpts / "step-000030.safetensors").write_bytes(blob)
+    (ckpts / "step-000030.json").write_text(json.dumps(side))
+    assert cli.main(["sample", str(out), "-n", "4"]) == 2
+    assert "step-000030.safetensors: this is a pickle" in capsys.readouterr().err
+    # only pickled checkpoints in the folder
+    for p in ckpts.iterdir():
+        p.unlink()
+    torch.save({"w": torch.ones(2)}, ckpts / "step-000030.pt")
+    assert cli.main(["sample", str(out), "-n", "4"]) == 2
+    assert "step-000030.pt will not be loaded: ebm never loads pickle" in capsys.readouterr().err
+
+
+# -- exact resume for every objective --------------------------------------------------------
+
+def _objective_recipes(tiny):
+    """A tiny recipe for every bundled objective (a new objective must be added here)."""
+    import tomllib
+
+    stripes = tomllib.loads((ROOT / "tests" / "fixtures" / "recipes" / "stripes-multigrid.toml").read_text())
+    stripes["run"].update(steps=8, log_every=1, checkpoint_every=3, sample_every=0, eval_samples=8)
+    stripes["data"]["batch_size"] = 16
+    stripes["sampler"]["n_steps"] = 4
+    mle = copy.deepcopy(tiny)
+    mle["run"].update(steps=12, log_every=1, checkpoint_every=4)
+    return {"mle": mle, "mle_multiscale": stripes}
+
+
+def test_resume_after_a_crash_is_exact_for_every_objective(tmp_path, tiny):
+    recipes = _objective_recipes(tiny)
+    bundled = {e.component.name for e in default_host().registry
+               if e.component.kind == "objective" and (ROOT / "plugins" / e.distribution).is_dir()}
+    assert bundled <= set(recipes), f"add a tiny recipe for {bundled - set(recipes)}"
+    for name, recipe in recipes.items():
+        full, crashed = tmp_path / f"{name}-full", tmp_path / f"{name}-crashed"
+        run_recipe(recipe, out=str(full), progress=False)
+        crash_at = recipe["run"]["steps"] - 1  # after a checkpoint, before the next
+        with pytest.raises(_Crash):
+            run_recipe(recipe, out=str(crashed), host=PluginHost(plugins=[CrashAt(crash_at)]), progress=False)
+        run_recipe(recipe, out=str(crashed), resume=True, progress=False)
+        assert _metrics(crashed) == _metrics(full), name
+        last = f"step-{recipe['run']['steps']:06d}.safetensors"
+        a = safetensors.torch.load_file(full / "checkpoints" / last)
+        b = safetensors.torch.load_file(crashed / "checkpoints" / last)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def _metrics(out):
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [_no_time(json.loads(x)) for x in lines]
+
+
+def _no_time(record):
+    return {k: v for k, v in record.items() if not k.startswith("time/")}
+
