@@ -439,11 +439,17 @@ def _amend_last_record(path: Path, record: dict[str, float]) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from."""
+    """Drop records written after the checkpoint we resume from (and a line torn by a crash)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines(keepends=True)
-            if line.strip() and json.loads(line)["step"] <= step]
+    keep = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash: its step is after the checkpoint anyway
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            keep.append(line + "\n")
     checkpoint.atomic_write(path, "".join(keep).encode())
 
 
