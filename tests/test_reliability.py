@@ -268,3 +268,49 @@ def _metrics(out):
 def _no_time(record):
     return {k: v for k, v in record.items() if not k.startswith("time/")}
 
+
+
+# -- the guard itself ----------------------------------------------------------------------
+
+def _observe_nan_at(guard, bad_step, n=6, *, poll=True):
+    seen = None
+    for step in range(1, n + 1):
+        v = torch.tensor(math.nan if step == bad_step else 1.0, device=guard.device)
+        guard.observe(step, {"loss/energy": v, "energy/data": v * 2, "grad_norm/energy": torch.ones((), device=guard.device)})
+        if poll and guard.poll() is not None and seen is None:
+            seen = step
+    return seen
+
+
+def test_guard_names_the_first_bad_step_and_quantities():
+    from ebmcore.guard import DivergenceGuard
+
+    guard = DivergenceGuard(torch.device("cpu"))
+    assert _observe_nan_at(guard, 3) == 3  # the CPU sees it at that step
+    d = guard.settle()
+    assert d.step == 3 and [q for q, _, _ in d.bad] == ["loss/energy", "energy/data"]
+    assert d.describe() == "non-finite loss/energy (nan), energy/data (nan)"
+    guard = DivergenceGuard(torch.device("cpu"), max_abs_energy=10.0)
+    guard.observe(1, {"loss/energy": torch.tensor(50.0), "energy/data": torch.tensor(-20.0)})
+    assert guard.poll().describe() == "|energy/data| = 20 above run.max_abs_energy = 10"  # losses are not energies
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_guard_knows_at_most_one_step_late_and_the_step_exactly():
+    from ebmcore.guard import DivergenceGuard
+
+    guard = DivergenceGuard(torch.device("cuda"))
+    seen = _observe_nan_at(guard, 3)
+    assert seen in (3, 4) and guard.settle().step == 3
+
+
+def test_recipes_name_components_never_code(tiny):
+    """A recipe's `type` is looked up in the registry: nothing is imported or evaluated."""
+    from ebmcore.recipe import parse_recipe
+    from ebmcore.errors import RecipeError
+
+    for name in ("os.system", "builtins.eval", "__import__('os')"):
+        bad = copy.deepcopy(tiny)
+        bad["energy"]["type"] = name
+        with pytest.raises(RecipeError, match=r"\$\.energy\.type: unknown energy"):
+            parse_recipe(bad, default_host().registry)
