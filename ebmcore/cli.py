@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def _run(args: argparse.Namespace, host: PluginHost) -> int:
     record = run_recipe(args.recipe, overrides=args.overrides, out=args.out, resume=args.resume,
                         host=host, progress=False if args.quiet else None)
     shown = {k: v for k, v in record.items() if not k.startswith("time/")}
-    print(json.dumps(shown, indent=1))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        print(json.dumps(shown, indent=1))
     return 0
 
 

@@ -29,7 +29,15 @@ class RunConfig:
     seed: int = cfg.doc("seed of every random number generator of the run", default=0)
     steps: int = cfg.positive("optimisation steps", default=1000)
     out: str = cfg.doc("run directory", default="runs/run")
-    device: str = cfg.doc("torch device the run uses", default="cpu")
+    device: str = attrs.field(
+        default="cpu", validator=lambda _i, _a, v: _device(v),
+        metadata={"doc": "torch device: 'auto' (cuda, then mps, then cpu), 'cpu', 'cuda', 'cuda:N' or "
+                         "'mps'; under torchrun 'cuda' and 'auto' mean cuda:LOCAL_RANK"})
+    precision: Literal["fp32", "bf16"] = cfg.doc(
+        "'bf16': the objective's loss (the energy's forward) runs under bf16 autocast; parameters, "
+        "gradients and optimizer state stay fp32", default="fp32")
+    sampling_precision: Literal["fp32", "bf16"] = cfg.doc(
+        "precision of MCMC chains: 'fp32' (even when precision = 'bf16') or 'bf16' autocast", default="fp32")
     log_every: int = cfg.positive("steps between metrics.jsonl records", default=10)
     sample_every: int = cfg.non_negative("steps between sample pictures (0: only at the end)", default=0)
     checkpoint_every: int = cfg.non_negative("steps between checkpoints (0: only at the end)", default=500)
@@ -50,6 +58,13 @@ class RunConfig:
                          "rollback, in (0, 1)"})
     max_rollbacks: int = cfg.positive("on_divergence = 'rollback': rollbacks allowed before the run "
                                       "stops as with 'stop'", default=3)
+
+
+def _device(value: str) -> None:
+    from ebmcore.devices import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(value):
+        raise ValueError(f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
 
 
 def _betas(_inst: Any, _attr: Any, value: tuple[float, float]) -> None:

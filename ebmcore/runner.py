@@ -8,6 +8,11 @@ training). Every RNG state is checkpointed, so ``--resume`` continues exactly.
 Tasks (``[tasks.<label>]``) are built after the objective and run once after the final
 evaluation, each with its own RNG (``task/<label>``); they are not part of the
 checkpointed state, and ``ebm eval RUN_DIR`` runs them again on the final checkpoint.
+
+Under ``torchrun`` (see :mod:`ebmcore.distributed` and docs/scaling.md) every rank runs
+this loop on its own shard of each batch with its own chains, RNG (``train/rank{r}``) and
+replay buffer; gradients and metrics are averaged across ranks; only rank 0 writes the
+run directory, and its checkpoints hold every rank's own state.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import signal
 import sys
 import threading
@@ -30,6 +36,8 @@ from torch import Tensor
 
 from ebmcore import checkpoint, recipe as recipe_mod
 from ebmcore.build import BuildContext
+from ebmcore.devices import autocast, check_precision, resolve_device, sampling_precision
+from ebmcore.distributed import World
 from ebmcore.errors import CheckpointError, DivergenceError, EbmError, Interrupted
 from ebmcore.guard import Divergence, DivergenceGuard
 from ebmcore.interfaces import Batch, Data, Objective, Task
@@ -51,24 +59,34 @@ def make_rng(seed: int, purpose: str, device: torch.device) -> torch.Generator:
 
 
 class BatchStream:
-    """Epochs of random permutations of the training set; checkpointable mid-epoch."""
+    """Epochs of random permutations of the training set; checkpointable mid-epoch.
 
-    def __init__(self, dataset: Batch, batch_size: int, rng: torch.Generator):
+    In a world of ``world`` ranks every rank draws the same permutation (same RNG) and
+    takes its own ``batch_size`` slice of each global batch of ``world × batch_size``: the
+    shards are disjoint within an epoch, and the stream's state is the same on every rank.
+    """
+
+    def __init__(self, dataset: Batch, batch_size: int, rng: torch.Generator, rank: int = 0, world: int = 1):
         self.x, self.cond = dataset
         self.n = len(self.x)
-        if self.n == 0:
-            raise EbmError("the data set is empty")
-        self.batch_size = min(batch_size, self.n)
+        if self.n < world:
+            raise EbmError("the data set is empty" if self.n == 0 else
+                           f"the data set ({self.n} examples) is smaller than the number of ranks ({world})")
+        self.batch_size = min(batch_size, self.n // world)
+        self.rank = rank
+        #: examples consumed per step by all ranks together
+        self.global_batch = self.batch_size * world
         self.rng = rng
         self.perm = torch.randperm(self.n, generator=rng)
         self.pos = 0
 
     def next(self) -> Batch:
-        if self.pos + self.batch_size > self.n:
+        if self.pos + self.global_batch > self.n:
             self.perm = torch.randperm(self.n, generator=self.rng)
             self.pos = 0
-        idx = self.perm[self.pos:self.pos + self.batch_size]
-        self.pos += self.batch_size
+        start = self.pos + self.rank * self.batch_size
+        idx = self.perm[start:start + self.batch_size]
+        self.pos += self.global_batch
         return Batch(self.x[idx], None if self.cond is None else self.cond[idx])
 
     def state(self) -> dict[str, Tensor]:
@@ -87,11 +105,15 @@ class Run:
     directory, for sampling and :meth:`run_tasks`), then call :meth:`train`.
     """
 
-    def __init__(self, recipe: Recipe, host: PluginHost):
+    def __init__(self, recipe: Recipe, host: PluginHost,
+                 joined: tuple[World, torch.device] | None = None):
         self.recipe = recipe
         self.host = host
         self.out = Path(recipe.run.out)
-        self.device = torch.device(recipe.run.device)
+        #: this process's rank and the world size (a world of one without torchrun)
+        self.world, self.device = joined or _join(recipe)
+        check_precision(recipe.run.precision, self.device)
+        check_precision(recipe.run.sampling_precision, self.device, "run.sampling_precision")
         self.step = 0
         torch.manual_seed(derive_seed(recipe.run.seed, "init"))
         self.ctx = BuildContext(device=self.device, registry=host.registry)
@@ -115,15 +137,18 @@ class Run:
                 self.tasks[label] = self.ctx.build("task", section.type, section.config)
             except (ValueError, TypeError, EbmError) as exc:
                 raise EbmError(f"$.tasks.{label}: cannot build task '{section.type}': {exc}") from exc
+        self.world.broadcast_parameters(self.objective)
         self.optimizers = self._make_optimizers()
-        self.rng = make_rng(recipe.run.seed, "train", self.device)
+        self.rng = make_rng(recipe.run.seed, self.world.purpose("train"), self.device)
         self.guard = DivergenceGuard(self.device, recipe.run.max_abs_energy)
         #: divergences rolled back so far (``on_divergence = "rollback"``), checkpointed
         self.rollbacks: list[dict[str, Any]] = []
         #: observer hooks that raised (reported once each, then not called again in this run)
         self.hook_faults: list = []
+        # the same data RNG on every rank: one permutation, sharded (see BatchStream)
         self.stream = BatchStream(self.data.dataset(), self.data.batch_size,
-                                  make_rng(recipe.run.seed, "data", torch.device("cpu")))
+                                  make_rng(recipe.run.seed, "data", torch.device("cpu")),
+                                  self.world.rank, self.world.size)
 
     # -- construction -------------------------------------------------------------------
 
@@ -131,25 +156,30 @@ class Run:
     def create(cls, recipe: Recipe, *, host: PluginHost | None = None, resume: bool = False) -> Run:
         host = host or default_host()
         out = Path(recipe.run.out)
-        if resume:
-            if not (out / "recipe.toml").is_file():
-                raise EbmError(f"{out}: nothing to resume (not a run directory); drop --resume to start it")
-            stored = recipe_mod.parse_recipe(recipe_mod.read_toml(out / "recipe.toml"), host.registry,
-                                             source=str(out / "recipe.toml"))
-            # tasks are not part of the checkpointed state: they may change too
-            changed = recipe_mod.diff(stored, recipe, ignore=("run.steps", "tasks."))
-            if changed:
-                raise EbmError(f"{out}: --resume needs the run's own recipe; these keys differ: "
-                               f"{', '.join(changed)} (only run.steps and [tasks.*] may change)")
-            run = cls(recipe, host)
-            run._restore_latest()
-        else:
-            if out.exists() and any(out.iterdir()):
+
+        def check() -> None:  # on rank 0, which owns the run directory
+            if resume:
+                if not (out / "recipe.toml").is_file():
+                    raise EbmError(f"{out}: nothing to resume (not a run directory); drop --resume to start it")
+                stored = recipe_mod.parse_recipe(recipe_mod.read_toml(out / "recipe.toml"), host.registry,
+                                                 source=str(out / "recipe.toml"))
+                # tasks are not part of the checkpointed state: they may change too
+                changed = recipe_mod.diff(stored, recipe, ignore=("run.steps", "tasks."))
+                if changed:
+                    raise EbmError(f"{out}: --resume needs the run's own recipe; these keys differ: "
+                                   f"{', '.join(changed)} (only run.steps and [tasks.*] may change)")
+            elif out.exists() and any(out.iterdir()):
                 raise EbmError(f"run directory {out} is not empty: continue it with --resume, "
                                "or choose another with --out DIR")
-            run = cls(recipe, host)
-        run.out.mkdir(parents=True, exist_ok=True)
-        recipe.write(run.out / "recipe.toml")
+
+        world, device = _join(recipe)
+        world.rank0_first(check)
+        run = cls(recipe, host, (world, device))
+        if resume:
+            run._restore_latest()
+        if world.is_main:
+            run.out.mkdir(parents=True, exist_ok=True)
+            recipe.write(run.out / "recipe.toml")
         return run
 
     @classmethod
@@ -199,9 +229,39 @@ class Run:
     def checkpoint_dir(self) -> Path:
         return self.out / "checkpoints"
 
+    def _rank_state(self) -> dict[str, Tensor]:
+        """What differs between ranks: the objective's buffers (replay buffers…), not its
+        parameters, and the RNG states."""
+        own = {f"model/{k}": v for k, v in self.objective.state_dict(keep_vars=True).items()
+               if not isinstance(v, torch.nn.Parameter)}
+        own["rng/train"] = self.rng.get_state()
+        own["rng/torch"] = torch.get_rng_state()
+        return {k: v.detach() for k, v in own.items()}
+
     def save_checkpoint(self) -> None:
+        """Write a checkpoint (rank 0); in a world of N, a collective: rank r's own state
+        (:meth:`_rank_state`) goes into rank 0's file as ``rank{r}/<key>``."""
+        world = self.world
+        if world.distributed:
+            own = self._rank_state()
+            bad = [k for k, v in own.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            if world.any(bool(bad)):
+                what = bad[:5] or ["state of another rank"]
+                raise _Diverged(Divergence(self.step, tuple((k, math.nan, "non-finite") for k in what)))
+            gathered = world.gather_tensors(own)
+            hashes = world.parameter_hashes(self.objective)
+            if len(set(hashes)) > 1:
+                raise EbmError(f"step {self.step}: the ranks' parameters differ (SHA-256 {', '.join(h[:12] for h in hashes)}); "
+                               "a component changed parameters outside the optimizer step")
+            if not world.is_main:
+                return
         tensors = {f"model/{k}": v for k, v in self.objective.state_dict().items()}
         meta: dict[str, Any] = {"optim": {}, "versions": _versions(self.host)}
+        if world.distributed:
+            for r, own in enumerate(gathered[1:], start=1):
+                tensors.update({f"rank{r}/{k}": v for k, v in own.items()})
+            meta["world_size"] = world.size
+            meta["parameter_sha256"] = hashes
         for name, (opt, _) in self.optimizers.items():
             t, m = checkpoint.optimizer_state(opt, f"optim/{name}")
             tensors.update(t)
@@ -211,15 +271,40 @@ class Run:
         tensors["rng/torch"] = torch.get_rng_state()
         # the states themselves are exact bytes in the tensor file; the sidecar says where
         meta["rng_states"] = sorted(k for k in tensors if k.startswith("rng/"))
-        meta["data_order"] = {"permutation": "data/perm", "position": self.stream.pos, "size": self.stream.n}
+        meta["data_order"] = {"permutation": "data/perm", "position": self.stream.pos, "size": self.stream.n,
+                              "global_batch": self.stream.global_batch}
         meta["rollbacks"] = self.rollbacks
         bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:  # e.g. a replay buffer of exploded samples: never save a diverged model
             raise _Diverged(Divergence(self.step, tuple((k, math.nan, "non-finite") for k in bad[:5])))
         checkpoint.save(self.checkpoint_dir, self.step, tensors, meta)
 
+    def _load_latest(self, before: int | None) -> tuple[int, dict[str, Tensor], dict[str, Any]]:
+        """The latest checkpoint: rank 0 reads (and checks) it and sends it to the others,
+        which need not see its file system; rank r > 0 takes its own ``rank{r}/`` state."""
+        world = self.world
+        if not world.distributed:
+            return checkpoint.load_latest(self.checkpoint_dir, before=before)
+
+        def read() -> tuple[bytes, bytes]:
+            step, tensors, meta = checkpoint.load_latest(self.checkpoint_dir, before=before)
+            return safetensors.torch.save(tensors), json.dumps({"step": step, **meta}).encode()
+
+        blob, side = world.rank0_first(read) or (None, None)
+        blob, side = world.broadcast_bytes(blob), world.broadcast_bytes(side)
+        tensors, meta = safetensors.torch.load(blob), json.loads(side)
+        if not world.is_main:
+            prefix = f"rank{world.rank}/"
+            tensors.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        tensors = {k: v for k, v in tensors.items() if not re.match(r"rank\d+/", k)}
+        return meta["step"], tensors, meta
+
     def _restore_latest(self, *, truncate: bool = True, before: int | None = None) -> None:
-        step, tensors, meta = checkpoint.load_latest(self.checkpoint_dir, before=before)
+        step, tensors, meta = self._load_latest(before)
+        if truncate and meta.get("world_size", 1) != self.world.size:  # resuming (opening is fine)
+            raise CheckpointError(f"{self.checkpoint_dir}: step {step} was written by "
+                                  f"{meta.get('world_size', 1)} process(es), each with its own chains and "
+                                  f"RNG; resume it with as many (torchrun --nproc-per-node), not {self.world.size}")
         model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
         try:
             self.objective.load_state_dict(model)
@@ -233,7 +318,7 @@ class Run:
         torch.set_rng_state(tensors["rng/torch"])
         self.rollbacks = list(meta.get("rollbacks", []))
         self.step = step
-        if truncate:
+        if truncate and self.world.is_main:
             _truncate_metrics(self.out / "metrics.jsonl", step)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -243,15 +328,18 @@ class Run:
         from tqdm import tqdm
 
         cfg = self.recipe.run
+        world = self.world
         self._notify("ebm_run_start", run=self)
-        if cfg.on_divergence == "rollback" and not checkpoint.steps(self.checkpoint_dir):
+        if cfg.on_divergence == "rollback" and not self._checkpoint_steps():
             self.save_checkpoint()  # something to roll back to
         self.guard.reset()
         t0 = time.perf_counter()
+        if not world.is_main:
+            progress = False
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if progress is None else not progress,
                    desc=self.out.name, unit="step", dynamic_ncols=True)
         record: dict[str, float] = {}
-        with bar, _deferred_signals() as received:
+        with bar, _deferred_signals() as received, sampling_precision(cfg.sampling_precision):
             while self.step < cfg.steps:
                 try:
                     record = self._train_step(t0, bar, received) or record
@@ -259,7 +347,7 @@ class Run:
                     self._on_divergence(exc.divergence)
                     bar.n = self.step
                     bar.refresh()
-        if self.tasks and record.get("step") == cfg.steps:
+        if self.tasks and record.get("step") == cfg.steps and world.is_main:
             # after the final checkpoint, so a failing task never costs the training
             t_tasks = time.perf_counter()
             record.update(self.run_tasks())
@@ -276,6 +364,8 @@ class Run:
         batch = self.stream.next()
         batch = Batch(batch.x.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
         metrics = self._optimise(batch)
+        # averaged over ranks, with "a rank received a signal": every rank stops at the same step
+        metrics, stop = self._reduce(metrics, bool(received))
         self.guard.observe(step, metrics)
         self._notify("ebm_step_end", run=self, step=step, metrics=metrics)
         if (found := self.guard.poll()) is not None:  # CPU: this step; accelerator: ≤ 1 step late
@@ -290,22 +380,39 @@ class Run:
             record = {"step": step, **{k: v.item() for k, v in metrics.items()},
                       "time/elapsed_s": round(time.perf_counter() - t0, 3)}
             if ev or pic:
-                record.update(self._evaluate(step, score=ev, picture=pic, final=last))
-            if log or ev:
+                bad: _Diverged | None = None
+                if self.world.is_main:  # rank 0 evaluates and draws; the others wait for its verdict
+                    try:
+                        record.update(self._evaluate(step, score=ev, picture=pic, final=last))
+                    except _Diverged as exc:
+                        bad = exc
+                if self.world.any(bad is not None):
+                    raise bad or _Diverged(Divergence(step, (("fresh samples (rank 0)", math.nan, "non-finite"),)))
+            if (log or ev) and self.world.is_main:
                 self._log(record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss/")},
                                 refresh=False)
         if ckpt:
             self.save_checkpoint()
         bar.update(1)
-        if received:
-            self._stop_on_signal(received[0], saved=ckpt)
+        if stop:
+            self._stop_on_signal(received[0] if received else signal.SIGTERM, saved=ckpt)
         return record
+
+    def _reduce(self, metrics: dict[str, Tensor], stop: bool) -> tuple[dict[str, Tensor], bool]:
+        """The step's metrics averaged over ranks, and whether any rank must stop (one all-reduce)."""
+        if not self.world.distributed:
+            return metrics, stop
+        keys = list(metrics)
+        flat = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]
+                           + [torch.tensor(float(stop), device=self.device)])
+        self.world.mean_(flat)
+        return dict(zip(keys, flat[:-1].unbind())), bool(flat[-1] > 0)
 
     def _on_divergence(self, found: Divergence) -> None:
         """Stop (raise :class:`DivergenceError`) or roll back to the last good checkpoint."""
         cfg = self.recipe.run
-        kept = [s for s in checkpoint.steps(self.checkpoint_dir) if s < found.step]
+        kept = [s for s in self._checkpoint_steps() if s < found.step]
         what = f"training diverged at step {found.step}: {found.describe()}"
         if cfg.on_divergence == "rollback" and len(self.rollbacks) >= cfg.max_rollbacks:
             what += f" (after {len(self.rollbacks)} rollbacks, run.max_rollbacks)"
@@ -325,7 +432,16 @@ class Run:
         keep = f"the last good checkpoint is step {kept[-1]}" if kept else "no checkpoint was written yet"
         raise DivergenceError(f"{what}; stopped, {keep} (in {self.checkpoint_dir})")
 
+    def _checkpoint_steps(self) -> list[int]:
+        """The committed checkpoints, as rank 0 sees them (the same answer on every rank)."""
+        steps = checkpoint.steps(self.checkpoint_dir) if self.world.is_main else None
+        if not self.world.distributed:
+            return steps
+        return json.loads(self.world.broadcast_bytes(json.dumps(steps).encode() if self.world.is_main else None))
+
     def _notify(self, hook: str, **kwargs: Any) -> None:
+        if not self.world.is_main:  # observers see the reduced metrics, once
+            return
         self.host.notify(hook, faults=self.hook_faults, **kwargs)
 
     def run_tasks(self, out: Path | None = None) -> dict[str, float]:
@@ -347,7 +463,8 @@ class Run:
 
     def _optimise(self, batch: Batch) -> dict[str, Tensor]:
         self.objective.train()
-        losses, metrics = self.objective.loss(batch, rng=self.rng)
+        with autocast(self.recipe.run.precision, self.device):  # chains stay fp32: ebmcore.devices
+            losses, metrics = self.objective.loss(batch, rng=self.rng)
         out = {f"loss/{g}": loss.detach() for g, loss in losses.items()}
         out.update({k: v.detach() for k, v in metrics.items()})
         groups = [g for g in self.optimizers if g in losses]
@@ -357,6 +474,7 @@ class Run:
             opt.zero_grad(set_to_none=True)
             # each loss updates its own group only, even when the graphs overlap
             torch.autograd.backward(losses[name], inputs=params, retain_graph=i < len(groups) - 1)
+            self.world.reduce_grads(params)  # the group's gradient averaged over ranks
             norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip else math.inf)
             out[f"grad_norm/{name}"] = norm.detach()
             opt.step()
@@ -425,6 +543,14 @@ def _deferred_signals() -> Iterator[list[int]]:
             signal.signal(s, handler)
 
 
+def _join(recipe: Recipe) -> tuple[World, torch.device]:
+    """This process's world (torchrun's environment) and device; joins the process group."""
+    world = World.from_env()
+    device = resolve_device(recipe.run.device, local_rank=world.local_rank if world.distributed else None)
+    world.join(device)
+    return world, device
+
+
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
@@ -475,4 +601,11 @@ def run_recipe(source: str | Path | dict, *, overrides: list[str] = (), out: str
         recipe = recipe_mod.parse_recipe(recipe_mod.apply_overrides(source, overrides), host.registry)
     else:
         recipe = recipe_mod.load_recipe(source, host.registry, overrides)
-    return Run.create(recipe, host=host, resume=resume).train(progress=progress)
+    run = Run.create(recipe, host=host, resume=resume)
+    try:
+        record = run.train(progress=progress)
+    except BaseException:
+        run.world.leave(wait=False)
+        raise
+    run.world.leave()
+    return record

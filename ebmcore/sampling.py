@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ebmcore.devices import chain_autocast
+
 
 def energy_and_grad(energy: nn.Module, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """E(x) per example and ∇ₓ ΣE, both detached."""
@@ -79,7 +81,8 @@ def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
         if len(temperatures) != n_steps or not all(t > 0 for t in temperatures):
             raise ValueError(f"temperatures: need {n_steps} positive values, got {list(temperatures)[:5]}…")
         energy = Tempered(energy, temperatures[0])
-    with sampling_mode(energy), torch.no_grad():
+    # fp32 chains even inside a bf16 loss, unless run.sampling_precision asks (ebmcore.devices)
+    with sampling_mode(energy), torch.no_grad(), chain_autocast(x0.device):
         state = sampler.init(x0, energy, cond)
         for t in range(n_steps):
             if temperatures is not None and temperatures[t] != energy.temperature:
