@@ -10,6 +10,9 @@ What it measures, first for Langevin: chain-steps per second (batch × steps / s
 on the same energy module, with the same s and σ, for three workloads (a wide and a narrow
 batch through a small MLP, and a small conv net on 1×28×28).
 
+``--device cuda`` (``run.device`` syntax: ``auto``, ``cuda:N``, ``mps``) runs every workload
+on that device, the conv one included; each timing then waits for the device to finish.
+
 How: one process, ``torch.set_num_threads(2)`` (``--threads N`` to change it). Both loops
 are warmed up, then run alternately (ABAB…) from a fresh x0 of the same shape each repeat;
 the median time of each is reported. Interleaving makes the *ratio* robust to a busy
@@ -188,17 +191,27 @@ SAMPLERS = {
 }
 
 
+DEVICE = torch.device("cpu")  # --device
+
+
+def _sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def timed(fn):
+    _sync()
     t = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t
 
 
 def bench(make_energy, shape, batch, steps, repeats, warmup, sampler="langevin"):
     torch.manual_seed(0)
-    energy = make_energy()
-    rng = torch.Generator().manual_seed(0)
-    x0 = lambda: torch.randn(batch, *shape)  # noqa: E731
+    energy = make_energy().to(DEVICE)
+    rng = torch.Generator(device=DEVICE).manual_seed(0)
+    x0 = lambda: torch.randn(batch, *shape, device=DEVICE)  # noqa: E731
     ebm_fn, hand_fn, grads_per_step = SAMPLERS[sampler]
     chain = steps // grads_per_step  # the same number of gradients for every sampler
     runs = {"ebm": lambda: ebm_fn(x0(), energy, chain, rng),
@@ -240,15 +253,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--samplers", default=",".join(SAMPLERS),
                     help=f"comma-separated subset of {','.join(SAMPLERS)} (default all)")
+    ap.add_argument("--device", default="cpu",
+                    help="run.device syntax: cpu (default), auto, cuda, cuda:N, mps")
     args = ap.parse_args()
+    global DEVICE
+    from ebmcore.devices import resolve_device
+
+    DEVICE = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 9)
     warmup = 1 if args.quick else 2
 
-    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+    machine = {"device": str(DEVICE) + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""),
+               "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_model(),
                "cores": os.cpu_count(), "python": platform.python_version(),
                "loadavg_1min_at_start": os.getloadavg()[0]}
-    print(f"torch {machine['torch']}  threads {machine['threads']}  cpu {machine['cpu']} "
+    print(f"device {machine['device']}  torch {machine['torch']}  threads {machine['threads']}  cpu {machine['cpu']} "
           f"({machine['cores']} cores, load {machine['loadavg_1min_at_start']:.1f})  "
           f"repeats {repeats}  (s={STEP}, sigma={NOISE:.4f})")
     results = {}
