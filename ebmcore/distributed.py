@@ -65,13 +65,16 @@ class World:
         self.device = device if backend == "nccl" else torch.device("cpu")
         self._group = dist.new_group(backend="gloo") if backend == "nccl" else None
 
-    def leave(self, *, wait: bool = True) -> None:
-        """Leave the process group; ``wait``: after every rank got here (rank 0 may still be
-        evaluating or running tasks, and a rank that leaves early can abort the others)."""
+    def leave(self) -> None:
+        """Leave the process group once every rank got here: rank 0 may still be evaluating
+        or running tasks, and a rank that tears gloo down early aborts the others (SIGABRT).
+        After an error every rank usually gets here too (divergence, signals and recipe
+        errors are decided together); where one does not, torchrun stops the others."""
         if self.distributed and dist.is_initialized():
-            if wait:
+            try:
                 dist.barrier(group=self._group)
-            dist.destroy_process_group()
+            finally:
+                dist.destroy_process_group()
 
     def purpose(self, purpose: str) -> str:
         """A per-rank RNG purpose: rank 0 keeps ``purpose`` (so a world of one is the

@@ -1,4 +1,8 @@
-"""The hooks of ebm. A plugin implements any of them with ``@ebmcore.hookimpl``."""
+"""The hooks of ebm. A plugin implements any of them with ``@ebmcore.hookimpl``.
+
+Under ``torchrun`` only rank 0 calls the observer hooks (``ebm_run_start``, ``ebm_step_end``,
+``ebm_log``, ``ebm_run_end``), with metrics averaged over ranks (docs/scaling.md).
+"""
 
 from __future__ import annotations
 

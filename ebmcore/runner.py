@@ -426,8 +426,9 @@ class Run:
                 for group in opt.param_groups:
                     group["lr"] = c.lr * scale
             self.guard.reset()
-            print(f"warning: {what}; rolled back to step {self.step}, learning rates × {scale:g} "
-                  f"(rollback {len(self.rollbacks)} of {cfg.max_rollbacks})", file=sys.stderr)
+            if self.world.is_main:
+                print(f"warning: {what}; rolled back to step {self.step}, learning rates × {scale:g} "
+                      f"(rollback {len(self.rollbacks)} of {cfg.max_rollbacks})", file=sys.stderr)
             return
         keep = f"the last good checkpoint is step {kept[-1]}" if kept else "no checkpoint was written yet"
         raise DivergenceError(f"{what}; stopped, {keep} (in {self.checkpoint_dir})")
@@ -603,9 +604,6 @@ def run_recipe(source: str | Path | dict, *, overrides: list[str] = (), out: str
         recipe = recipe_mod.load_recipe(source, host.registry, overrides)
     run = Run.create(recipe, host=host, resume=resume)
     try:
-        record = run.train(progress=progress)
-    except BaseException:
-        run.world.leave(wait=False)
-        raise
-    run.world.leave()
-    return record
+        return run.train(progress=progress)
+    finally:
+        run.world.leave()

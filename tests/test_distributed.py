@@ -99,3 +99,19 @@ def test_resuming_with_another_number_of_processes_is_refused_sampling_works(two
     # sampling from it needs no torchrun
     r = ebm("sample", full, "-n", "8", "--out", full.parent / "s.png")
     assert r.returncode == 0, r.stderr
+
+
+def test_a_divergence_is_rolled_back_on_every_rank_at_the_same_step(tmp_path):
+    from support import TINY
+
+    recipe = write_recipe(tmp_path / "r.toml", TINY)
+    r = torchrun("-m", "ebmcore", "run", recipe, "--out", tmp_path / "run", "--quiet",
+                 "--set", "run.steps=400", "--set", "run.log_every=1", "--set", "run.checkpoint_every=2",
+                 "--set", "objective.alpha=0.0", "--set", "optim.energy.lr=10.0",
+                 "--set", "run.on_divergence=rollback")
+    # the ranks roll back together (a rank out of step would hang in the next collective)
+    assert r.stderr.count("rolled back to step") == 3, r.stderr[-3000:]  # told once, by rank 0
+    assert "after 3 rollbacks, run.max_rollbacks" in r.stderr
+    assert r.returncode == 1 and "exitcode  : -6" not in r.stderr  # both ranks exit 1, none aborts
+    meta = json.loads(sorted((tmp_path / "run" / "checkpoints").glob("*.json"))[-1].read_text())
+    assert len(set(meta["parameter_sha256"])) == 1

@@ -64,5 +64,8 @@ class ToyData(Data):
     def report(self, out_dir: Path, samples, energy) -> None:
         was_training = energy.training
         energy.eval()
-        density_png(self.test, samples, energy, Path(out_dir) / "density.png", bounds=self.bounds)
+        device = next((p.device for p in energy.parameters()), torch.device("cpu"))
+        # the grid is built on the CPU; the energy may live on an accelerator
+        density_png(self.test, samples, lambda x: energy(x.to(device)), Path(out_dir) / "density.png",
+                    bounds=self.bounds)
         energy.train(was_training)
