@@ -253,6 +253,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--samplers", default=",".join(SAMPLERS),
                     help=f"comma-separated subset of {','.join(SAMPLERS)} (default all)")
+    ap.add_argument("--workloads", default="",
+                    help="only the workloads whose name contains this text (e.g. conv28)")
     ap.add_argument("--device", default="cpu",
                     help="run.device syntax: cpu (default), auto, cuda, cuda:N, mps")
     args = ap.parse_args()
@@ -280,6 +282,8 @@ def main() -> None:
                                  "evaluations)" if unit == "grads/s" else ""))
         print(f"{'workload':<18} {'ebm ' + unit:>12} {'hand ' + unit:>13} {'ratio':>7} {'paired':>7}")
         for name, make_energy, shape, batch, steps in WORKLOADS:
+            if args.workloads not in name:
+                continue
             r = bench(make_energy, shape, batch, steps, repeats, warmup, sampler)
             results[f"{sampler}: {name}"] = r
             print(f"{name:<18} {r['ebm_steps_per_s']:>12,.0f} {r['hand_steps_per_s']:>13,.0f} "

@@ -84,3 +84,22 @@ def test_on_cuda_the_run_and_its_state_follow_the_device(tmp_path, tiny):
     assert opened.rng.device.type == "cuda"
     tiny["run"]["precision"] = "bf16"
     assert json.dumps(run_recipe(tiny, out=str(tmp_path / "bf16"), progress=False))
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_the_conv_langevin_benchmark_runs_on_the_device(tmp_path, device):
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    out = tmp_path / "speed.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_speed.py"), "--quick", "--repeats", "1",
+                        "--samplers", "langevin", "--workloads", "conv28", "--threads", "1", "--device", device,
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert result["machine"]["device"].startswith(device)
+    assert list(result["results"]) == ["langevin: conv28 b128 k60"]
+    assert result["results"]["langevin: conv28 b128 k60"]["ebm_steps_per_s"] > 0
