@@ -21,7 +21,7 @@ from support import write_recipe
 _STALLING_EBM = r"""
 import os, sys, time
 from pathlib import Path
-from ebmcore import checkpoint
+from ebmcore import checkpoint, run_recipe
 name, mode, marker = os.environ["EBM_TEST_STALL"].split(":", 2) if os.environ.get("EBM_TEST_STALL") else ("", "", "")
 original = checkpoint.atomic_write
 def atomic_write(path, data):
@@ -58,7 +58,11 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path, tiny):
     tiny["run"].update(steps=STEPS, log_every=1, checkpoint_every=EVERY, eval_samples=100)
     recipe = write_recipe(tmp_path / "r.toml", tiny)
     full, killed = tmp_path / "full", tmp_path / "killed"
-    run_recipe(tiny, out=str(full), progress=False)  # the same metrics as the command (test_runner)
+    # the reference run in a subprocess like the others: the same thread count gives the
+    # same floating-point reductions, so the comparison below can be exact
+    subprocess.run([sys.executable, "-c", _STALLING_EBM, "run", str(recipe), "--out", str(full), "--quiet"],
+                   env=dict(os.environ, OMP_NUM_THREADS="1"), check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
 
     rng = random.Random(20261126)
     # five random moments: a step to reach, then a random delay (often inside a checkpoint write)
@@ -72,6 +76,13 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path, tiny):
         env = dict(os.environ, OMP_NUM_THREADS="1")
         marker = tmp_path / f"stalled-{i}"
         if kind == "stall":
+            # the nominal checkpoint, or the next one still to be written: a fast run can
+            # pass several steps between the previous kill's trigger and the kill itself
+            name, mode = what.split(":")
+            done = checkpoint.steps(killed / "checkpoints")
+            step = max(int(name[5:11]), (done[-1] // EVERY + 1) * EVERY if done else EVERY)
+            assert step < STEPS, f"moment {i}: the run is too far along to stall a checkpoint"
+            what = f"step-{step:06d}{name[11:]}:{mode}"
             env["EBM_TEST_STALL"] = f"{what}:{marker}"
         args = ["run", str(recipe), "--out", str(killed), "--quiet"] + (["--resume"] if i else [])
         proc = subprocess.Popen([sys.executable, "-c", _STALLING_EBM, *args], env=env,
