@@ -8,8 +8,8 @@ global RNG.
 from __future__ import annotations
 
 import abc
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch

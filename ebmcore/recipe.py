@@ -297,5 +297,15 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-__all__ = ["Recipe", "RunConfig", "OptimConfig", "Section", "load_recipe", "parse_recipe",
-           "apply_overrides", "parse_override", "read_toml", "RecipeError"]
+__all__ = [
+    "OptimConfig",
+    "Recipe",
+    "RecipeError",
+    "RunConfig",
+    "Section",
+    "apply_overrides",
+    "load_recipe",
+    "parse_override",
+    "parse_recipe",
+    "read_toml",
+]

@@ -34,9 +34,15 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from ebmcore import checkpoint, recipe as recipe_mod
+from ebmcore import checkpoint
+from ebmcore import recipe as recipe_mod
 from ebmcore.build import BuildContext
-from ebmcore.devices import autocast, check_precision, resolve_device, sampling_precision
+from ebmcore.devices import (
+    autocast,
+    check_precision,
+    resolve_device,
+    sampling_precision,
+)
 from ebmcore.distributed import World
 from ebmcore.errors import CheckpointError, DivergenceError, EbmError, Interrupted
 from ebmcore.guard import Divergence, DivergenceGuard

@@ -13,11 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-import safetensors.torch
 
 from ebmcore.checkpoint import atomic_write
 

@@ -3,9 +3,9 @@
 import attrs
 import torch
 
+from ebm_image.common import ImageData, resize, to_unit_range
 from ebmcore import Batch
 from ebmcore import config as cfg
-from ebm_image.common import ImageData, resize, to_unit_range
 
 
 @attrs.frozen

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ebm_image.common import ImageData, to_unit_range
 from ebmcore import EbmError
 from ebmcore import config as cfg
-from ebm_image.common import ImageData, to_unit_range
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 

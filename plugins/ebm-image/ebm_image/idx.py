@@ -19,9 +19,9 @@ import attrs
 import numpy as np
 import torch
 
+from ebm_image.common import ImageData, resize, to_unit_range
 from ebmcore import Batch, EbmError
 from ebmcore import config as cfg
-from ebm_image.common import ImageData, resize, to_unit_range
 
 FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_FILES = {

@@ -310,5 +310,15 @@ def build_ood(c: OODConfig, ctx) -> OOD:
     return OOD(c, ctx.require("energy", who), ctx.device, sets)
 
 
-__all__ = ["OOD_SETS", "DenoiseConfig", "Denoise", "InpaintConfig", "Inpaint", "OODConfig", "OOD",
-           "build_denoise", "build_inpaint", "build_ood"]
+__all__ = [
+    "OOD",
+    "OOD_SETS",
+    "Denoise",
+    "DenoiseConfig",
+    "Inpaint",
+    "InpaintConfig",
+    "OODConfig",
+    "build_denoise",
+    "build_inpaint",
+    "build_ood",
+]

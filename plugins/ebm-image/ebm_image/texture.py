@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from ebm_image.common import ImageData
 from ebmcore import EbmError
 from ebmcore import config as cfg
-from ebm_image.common import ImageData
 
 BUNDLED = ("brick", "grass", "gravel")
 POOLS = (1, 2, 4)

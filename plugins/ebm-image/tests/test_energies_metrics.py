@@ -2,11 +2,11 @@ import json
 
 import pytest
 import torch
-
-from ebmcore import BuildContext, build
 from ebm_image import DigitsConfig, digits_data
 from ebm_image import classifier as clf
 from ebm_image.metrics import class_coverage, frechet_distance, gaussian_stats
+
+from ebmcore import BuildContext, build
 
 
 @pytest.fixture(scope="module")

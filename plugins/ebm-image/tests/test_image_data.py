@@ -5,14 +5,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ebm_image import (
+    DigitsConfig,
+    IdxConfig,
+    ImageFolderConfig,
+    digits_data,
+    idx_data,
+    image_folder_data,
+    image_grid_png,
+    read_idx,
+)
+from ebm_image.idx import FASHION_ROOT
 from PIL import Image
 
 import ebmcore
 from ebmcore import EbmError
-from ebm_image.idx import FASHION_ROOT
-from ebm_image import (DigitsConfig, IdxConfig, ImageFolderConfig, digits_data, idx_data,
-                       image_folder_data, image_grid_png, read_idx)
-
 
 # --- digits ---------------------------------------------------------------------------------
 

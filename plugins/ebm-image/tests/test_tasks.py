@@ -7,13 +7,21 @@ from typing import NamedTuple
 
 import pytest
 import torch
+from ebm_image.common import ImageData
 from torch import nn
 
 import ebmcore
-from ebmcore import Batch, BuildContext, EbmError, RecipeError, Sampler, default_host, energy_and_grad
+from ebmcore import (
+    Batch,
+    BuildContext,
+    EbmError,
+    RecipeError,
+    Sampler,
+    default_host,
+    energy_and_grad,
+)
 from ebmcore.recipe import parse_recipe
 from ebmcore.testing import GaussianEnergy
-from ebm_image.common import ImageData
 
 SIDE = 8
 SHAPE = (1, SIDE, SIDE)

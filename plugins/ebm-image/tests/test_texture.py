@@ -4,11 +4,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ebm_image.frame import FrameEnergy, dog_kernel, filter_bank
+from ebm_image.texture import (
+    TextureConfig,
+    gram_distance,
+    load_exemplar,
+    random_crops,
+    texture_data,
+)
 from PIL import Image
 
 from ebmcore import EbmError
-from ebm_image.frame import FrameEnergy, dog_kernel, filter_bank
-from ebm_image.texture import (TextureConfig, gram_distance, load_exemplar, random_crops, texture_data)
 
 
 def test_filter_bank_has_an_intensity_filter_then_zero_mean_unit_norm_filters():

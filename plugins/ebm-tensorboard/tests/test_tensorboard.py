@@ -3,10 +3,10 @@
 import copy
 import json
 
+from support import TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ebmcore import run_recipe
-from support import TINY
 
 
 def _read(out):
