@@ -52,6 +52,7 @@ Usage: ``python benchmarks/sampler_speed.py [--quick] [--json PATH] [--threads N
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -102,17 +103,28 @@ WORKLOADS = [
 ]
 
 
+def _frozen_parameters(loop):
+    """The hand loops' setup: energy parameters need no gradient while sampling (restored after)."""
+    @functools.wraps(loop)
+    def run(x, energy, *args, **kwargs):
+        params = list(energy.parameters())
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            return loop(x, energy, *args, **kwargs)
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+    return run
+
+
+@_frozen_parameters
 def hand_loop(x, energy, n_steps, s=STEP, sigma=NOISE):
-    params = list(energy.parameters())
-    for p in params:
-        p.requires_grad_(False)
     for _ in range(n_steps):
         x.requires_grad_(True)
         g, = torch.autograd.grad(energy(x).sum(), x)
         with torch.no_grad():
             x = x - s * g + sigma * torch.randn_like(x)
-    for p in params:
-        p.requires_grad_(True)
     return x
 
 
@@ -128,10 +140,8 @@ def _energy_and_grad(energy, x):
     return e.detach(), g
 
 
+@_frozen_parameters
 def hand_mala(x, energy, n_steps, s=STEP):
-    params = list(energy.parameters())
-    for p in params:
-        p.requires_grad_(False)
     with torch.no_grad():
         e, g = _energy_and_grad(energy, x)
         for _ in range(n_steps):
@@ -141,8 +151,6 @@ def hand_mala(x, energy, n_steps, s=STEP):
             log_ratio = (e - ep + 0.5 * xi.square().flatten(1).sum(1)
                          - (x - xp + s * gp).square().flatten(1).sum(1) / (4 * s))
             x, e, g = _metropolis(log_ratio, (x, e, g), (xp, ep, gp))
-    for p in params:
-        p.requires_grad_(True)
     return x
 
 
@@ -157,10 +165,8 @@ def _metropolis(log_ratio, current, proposal):
     return tuple(torch.where(keep if t.dim() > 1 else acc, new, t) for t, new in zip(current, proposal, strict=True))
 
 
+@_frozen_parameters
 def hand_hmc(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
-    params = list(energy.parameters())
-    for p in params:
-        p.requires_grad_(False)
     with torch.no_grad():
         e, g = _energy_and_grad(energy, x)
         for _ in range(n_steps):
@@ -174,8 +180,6 @@ def hand_hmc(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
                 p = p - (eps if i < n_leapfrog - 1 else 0.5 * eps) * gp
             log_ratio = e - ep + k0 - 0.5 * p.square().flatten(1).sum(1)
             x, e, g = _metropolis(log_ratio, (x, e, g), (xp, ep, gp))
-    for p in params:
-        p.requires_grad_(True)
     return x
 
 
