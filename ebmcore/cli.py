@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, help="picture path (default RUN_DIR/sample.png); the tensor "
                                             "goes beside it as .safetensors")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--label", type=int, help="class label of every sample (label-conditional models; "
+                                             "default: every class in turn)")
 
     e = sub.add_parser("eval", help="run a finished run's tasks ([tasks.*]) again on its latest checkpoint")
     e.add_argument("run_dir", type=Path)
@@ -153,7 +155,16 @@ def _sample(args: argparse.Namespace, host: PluginHost) -> int:
         raise EbmError(f"-n must be at least 1, got {args.n}")
     run = Run.open(args.run_dir, host=host)
     rng = torch.Generator(device=run.device).manual_seed(args.seed)
-    x = run.objective.sample(args.n, rng=rng).cpu()
+    cond = None
+    if args.label is not None:
+        classes = run.data.num_classes
+        if not getattr(run.data, "conditional", False) or not classes:
+            raise EbmError(f"--label: {args.run_dir} is not a label-conditional model "
+                           "(its data has no conditional = true)")
+        if not 0 <= args.label < classes:
+            raise EbmError(f"--label must be in 0..{classes - 1}, got {args.label}")
+        cond = torch.full((args.n,), args.label, dtype=torch.long, device=run.device)
+    x = run.objective.sample(args.n, rng=rng, cond=cond).cpu()
     out = args.out or args.run_dir / "sample.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     run.data.save_samples(x, out)

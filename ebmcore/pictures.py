@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 
-def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4) -> None:
-    """Up to 64 images ``(B, C, H, W)`` (C = 1 or 3), values clamped to [−1, 1], as one PNG grid.
+def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4, limit: int = 64) -> None:
+    """Up to ``limit`` images ``(B, C, H, W)`` (C = 1 or 3), values clamped to [−1, 1], as one PNG grid.
 
     Images are separated by a one-pixel white border and enlarged ``scale`` times (nearest).
     """
-    x = x[:64].detach().float().cpu()
+    x = x[:limit].detach().float().cpu()
     if x.dim() == 3:
         x = x.unsqueeze(1)
     x = x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)

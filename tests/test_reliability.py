@@ -238,7 +238,14 @@ def _objective_recipes(tiny):
     stripes["sampler"]["n_steps"] = 4
     mle = copy.deepcopy(tiny)
     mle["run"].update(steps=12, log_every=1, checkpoint_every=4)
-    return {"mle": mle, "mle_multiscale": stripes}
+    recipes = {"mle": mle, "mle_multiscale": stripes}
+    for name in ("coop", "coop_vae"):  # two parameter groups; BatchNorm-free MLP generator
+        coop = copy.deepcopy(mle)
+        coop["generator"] = {"type": "mlp", "latent_dim": 2, "hidden": 16, "encoder": name == "coop_vae"}
+        coop["objective"] = {"type": name, "alpha": 0.1}
+        coop["optim"]["generator"] = {"type": "adam", "lr": 1e-3}
+        recipes[name] = coop
+    return recipes
 
 
 def test_resume_after_a_crash_is_exact_for_every_objective(tmp_path, tiny):

@@ -19,9 +19,11 @@ from ebm_image.folder import ImageFolderConfig, image_folder_data
 from ebm_image.frame import FrameConfig, FrameEnergy
 from ebm_image.idx import IdxConfig, idx_data, read_idx, read_idx_images
 from ebm_image.tasks import (
+    ClassAccuracyConfig,
     DenoiseConfig,
     InpaintConfig,
     OODConfig,
+    build_class_accuracy,
     build_denoise,
     build_inpaint,
     build_ood,
@@ -29,7 +31,7 @@ from ebm_image.tasks import (
 from ebm_image.texture import TextureConfig, texture_data
 from ebmcore import Component, hookimpl
 
-__all__ = ["DenoiseConfig", "DigitsConfig", "FrameConfig", "FrameEnergy", "GenConvNetConfig", "IdxConfig",
+__all__ = ["ClassAccuracyConfig", "DenoiseConfig", "DigitsConfig", "FrameConfig", "FrameEnergy", "GenConvNetConfig", "IdxConfig",
            "ImageData", "ImageFolderConfig", "InpaintConfig", "OODConfig", "ResNetConfig", "SwishCNNConfig",
            "TextureConfig", "digits_data", "genconvnet", "idx_data", "image_folder_data", "image_grid_png",
            "read_idx", "read_idx_images", "resnet", "swish_cnn", "texture_data"]
@@ -49,4 +51,5 @@ def ebm_components():
         Component("task", "inpaint", InpaintConfig, build_inpaint, requires=("sampler",)),
         Component("task", "denoise", DenoiseConfig, build_denoise, requires=("sampler",)),
         Component("task", "ood", OODConfig, build_ood),
+        Component("task", "class_accuracy", ClassAccuracyConfig, build_class_accuracy),
     ]

@@ -55,6 +55,7 @@ class ImageData(Data):
         self.name = name
         self._heldout = heldout
         self._metrics = None
+        self._classifier = None
 
     def heldout(self) -> Batch:
         """Held-out images and their labels (or None): ``Batch(x, labels)``."""
@@ -70,18 +71,28 @@ class ImageData(Data):
     def save_samples(self, x, path: Path) -> None:
         image_grid_png(x, Path(path))
 
+    def classifier(self):
+        """The data set's own classifier (trained on first use, then cached on disk)."""
+        if self.labels is None or self.num_classes is None:
+            from ebmcore import EbmError
+
+            raise EbmError(f"{self.name}: a classifier needs labels and num_classes")
+        if self._classifier is None:
+            from ebm_image.classifier import load_or_train
+
+            held = self._heldout
+            self._classifier, self.classifier_info = load_or_train(
+                self.x, self.labels, self.num_classes, name=self.name,
+                heldout=None if held is None or held.cond is None else (held.x, held.cond))
+        return self._classifier
+
     def evaluate(self, samples: torch.Tensor) -> dict[str, float]:
         """Classifier-feature FD (with held-out and noise yardsticks) and class coverage;
         empty for data without labels or without a held-out split."""
         if self.labels is None or self._heldout is None or self.num_classes is None:
             return {}
         if self._metrics is None:
-            from ebm_image.classifier import load_or_train
             from ebm_image.metrics import ClassifierMetrics
 
-            held = self._heldout
-            classifier, info = load_or_train(self.x, self.labels, self.num_classes, name=self.name,
-                                             heldout=None if held.cond is None else (held.x, held.cond))
-            self.classifier_info = info
-            self._metrics = ClassifierMetrics(classifier, self.x, held.x, self.num_classes)
+            self._metrics = ClassifierMetrics(self.classifier(), self.x, self._heldout.x, self.num_classes)
         return self._metrics(samples)

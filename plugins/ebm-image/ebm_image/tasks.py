@@ -26,6 +26,7 @@ from torch import Tensor
 from ebmcore import EbmError, Task, sampling_mode
 from ebmcore import config as cfg
 from ebmcore.diagnostics import auroc
+from ebmcore.masks import completion_condition, hole_mask
 from ebmcore.pictures import image_grid_png
 
 #: OOD sets, in report order
@@ -49,30 +50,15 @@ def _heldout(data, who: str, n: int) -> Tensor:
     return x[:n]
 
 
-def _energies(energy, x: Tensor, device, batch: int) -> Tensor:
-    """E(x) in chunks, without gradients, in eval mode; on the CPU."""
+def _energies(energy, x: Tensor, device, batch: int, cond: Tensor | None = None) -> Tensor:
+    """E(x) (or E(x, cond)) in chunks, without gradients, in eval mode; on the CPU."""
     out = []
+    conds = [None] * len(x.split(batch)) if cond is None else cond.split(batch)
     with sampling_mode(energy), torch.no_grad():
-        for chunk in x.split(batch):
-            out.append(energy(chunk.to(device)).float().cpu())
+        for chunk, c in zip(x.split(batch), conds):
+            e = energy(chunk.to(device)) if c is None else energy(chunk.to(device), c.to(device))
+            out.append(e.float().cpu())
     return torch.cat(out)
-
-
-def _hole_mask(shape: tuple[int, ...], hole: int, region: str, rng: torch.Generator) -> Tensor:
-    """Boolean (n, C, H, W), true where pixels are *missing* (the same hole on every channel)."""
-    n, c, h, w = shape
-    missing = torch.zeros(n, 1, h, w, dtype=torch.bool)
-    if region == "centre":
-        top, left = (h - hole) // 2, (w - hole) // 2
-        missing[:, :, top:top + hole, left:left + hole] = True
-    elif region == "random":
-        tops = torch.randint(0, h - hole + 1, (n,), generator=rng, device=rng.device).cpu()
-        lefts = torch.randint(0, w - hole + 1, (n,), generator=rng, device=rng.device).cpu()
-        for i, (t, l) in enumerate(zip(tops.tolist(), lefts.tolist())):
-            missing[i, :, t:t + hole, l:l + hole] = True
-    elif region == "bottom":
-        missing[:, :, h - hole:, :] = True
-    return missing.expand(n, c, h, w)
 
 
 def _noise(shape, kind: str, rng: torch.Generator) -> Tensor:
@@ -118,6 +104,10 @@ class InpaintConfig:
     batch: int = cfg.positive("images per chain batch", default=256)
     show: int = cfg.positive("images in the picture (rows: original, masked, completed, mean fill)",
                              default=8)
+    by: Literal["sampler", "objective"] = cfg.doc(
+        "'sampler': the recipe's sampler on the energy with the observed pixels masked, from `fill`; "
+        "'objective': the objective's own completion model (e.g. ebm-coop's cooperative completion: "
+        "a generator proposes, Langevin revises; `fill` is then unused)", default="sampler")
 
 
 class Inpaint(Task):
@@ -143,22 +133,44 @@ class Inpaint(Task):
             out.append(self.sampler.run(xs, self.energy, self.c.n_steps, rng=rng, mask=~ms).cpu())
         return start, torch.cat(out)
 
+    def complete_by_objective(self, objective, x: Tensor, missing: Tensor, *, rng: torch.Generator) -> Tensor:
+        """The objective's completions (``objective.complete``), observed pixels kept bit for bit."""
+        if not hasattr(objective, "complete"):
+            raise EbmError(f"task 'inpaint' with by = 'objective': objective {type(objective).__name__} "
+                           "cannot complete images (no complete())")
+        out = []
+        for xs, ms in zip(x.split(self.c.batch), missing.split(self.c.batch)):
+            done = objective.complete(xs.to(self.device), ms.to(self.device), rng=rng, n_steps=self.c.n_steps)
+            out.append(torch.where(ms, done.cpu(), xs))
+        return torch.cat(out)
+
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
         x = _heldout(data, "task 'inpaint'", self.c.n)
-        missing = _hole_mask(tuple(x.shape), self.c.hole, self.c.region, rng)
+        missing = hole_mask(tuple(x.shape), self.c.hole, self.c.region, rng)
         mean_image = data.dataset().x.mean(0, keepdim=True)
         mean_fill = torch.where(missing, mean_image.expand_as(x), x)
-        start, completed = self.complete(x, missing, rng=rng, mean_image=mean_image)
+
+        def once() -> tuple[Tensor, Tensor]:
+            if self.c.by == "objective":
+                return mean_fill, self.complete_by_objective(objective, x, missing, rng=rng)
+            return self.complete(x, missing, rng=rng, mean_image=mean_image)
+
+        start, completed = once()
         extra = {}
         if self.c.chains > 1:
             extra["mse_one_chain"] = _mse(completed, x, missing).mean().item()
-            more = [self.complete(x, missing, rng=rng, mean_image=mean_image)[1] for _ in range(self.c.chains - 1)]
+            more = [once()[1] for _ in range(self.c.chains - 1)]
             completed = torch.where(missing, torch.stack([completed, *more]).mean(0), x)
         mse = _mse(completed, x, missing)
-        noise_fill = start if self.c.fill != "mean" else torch.where(missing, _noise(x.shape, "uniform", rng), x)
+        if self.c.by == "sampler" and self.c.fill != "mean":
+            noise_fill = start
+        else:
+            noise_fill = torch.where(missing, _noise(x.shape, "uniform", rng), x)
         mse_mean = _mse(mean_fill, x, missing)
-        e_orig = _energies(self.energy, x, self.device, self.c.batch)
-        e_done = _energies(self.energy, completed, self.device, self.c.batch)
+        # a completion energy scores x given its observed part
+        cond = completion_condition(x, missing) if getattr(self.energy, "condition", None) == "completion" else None
+        e_orig = _energies(self.energy, x, self.device, self.c.batch, cond)
+        e_done = _energies(self.energy, completed, self.device, self.c.batch, cond)
         masked = torch.where(missing, torch.zeros_like(x), x)  # the hole shown in grey
         _rows(out / "inpaint.png", [x, masked, completed, mean_fill], self.c.show)
         return {
@@ -310,6 +322,47 @@ def build_ood(c: OODConfig, ctx) -> OOD:
     return OOD(c, ctx.require("energy", who), ctx.device, sets)
 
 
+# -- class accuracy -----------------------------------------------------------------------
+
+@attrs.frozen
+class ClassAccuracyConfig:
+    """Label-conditional samples scored by the data set's classifier: is each drawn as its label?"""
+
+    n: int = cfg.positive("samples, every class equally often (labels 0, 1, …, K−1, 0, …)", default=1000)
+    batch: int = cfg.positive("samples drawn per call", default=250)
+    show: int = cfg.positive("samples of each class in the picture (one row per class)", default=10)
+
+
+class ClassAccuracy(Task):
+    """``accuracy``: the share of samples drawn for label y that the classifier calls y;
+    ``accuracy/min_class``: the worst class; ``accuracy/class<y>``: each class."""
+
+    def __init__(self, c: ClassAccuracyConfig, device):
+        self.c, self.device = c, torch.device(device)
+
+    def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
+        k = data.num_classes
+        labels = torch.arange(self.c.n) % k
+        samples = torch.cat([objective.sample(len(y), rng=rng, cond=y.to(self.device)).cpu()
+                             for y in labels.split(self.c.batch)])
+        _, pred = data.classifier().embed(samples.float().clamp(-1, 1))
+        right = (pred == labels).float()
+        per_class = [right[labels == y].mean().item() for y in range(k)]
+        rows = [samples[labels == y][: self.c.show] for y in range(k)]
+        shown = torch.cat(rows)
+        image_grid_png(shown, out / "classes.png", columns=min(self.c.show, len(rows[0])), limit=len(shown))
+        return {"accuracy": right.mean().item(), "accuracy/min_class": min(per_class),
+                **{f"accuracy/class{y}": a for y, a in enumerate(per_class)}}
+
+
+def build_class_accuracy(c: ClassAccuracyConfig, ctx) -> ClassAccuracy:
+    who = "task 'class_accuracy'"
+    data = ctx.require("data", who)
+    if not getattr(data, "conditional", False) or not hasattr(data, "classifier"):
+        raise EbmError(f"{who} needs labelled image data with conditional = true (a label-conditional model)")
+    return ClassAccuracy(c, ctx.device)
+
+
 __all__ = [
     "OOD",
     "OOD_SETS",
@@ -318,6 +371,9 @@ __all__ = [
     "Inpaint",
     "InpaintConfig",
     "OODConfig",
+    "ClassAccuracy",
+    "ClassAccuracyConfig",
+    "build_class_accuracy",
     "build_denoise",
     "build_inpaint",
     "build_ood",

@@ -97,9 +97,9 @@ def test_inpainting_a_gaussian_finds_the_conditional_mean_and_beats_the_mean_fil
     metrics = task.run(None, data, rng=rng, out=tmp_path)
 
     x = data.heldout().x[:100]
-    from ebm_image.tasks import _hole_mask
+    from ebmcore.masks import hole_mask
 
-    missing = _hole_mask(tuple(x.shape), 4, "centre", rng)[0, 0].flatten()
+    missing = hole_mask(tuple(x.shape), 4, "centre", rng)[0, 0].flatten()
     o, h = ~missing, missing
     mu = mean.flatten()
     cond_mean = mu[h] + (cov[h][:, o] @ torch.linalg.solve(cov[o][:, o], (x.flatten(1)[:, o] - mu[o]).T)).T
@@ -112,7 +112,7 @@ def test_inpainting_a_gaussian_finds_the_conditional_mean_and_beats_the_mean_fil
     assert metrics["win_rate_vs_mean_fill"] > 0.7
     assert (tmp_path / "inpaint.png").exists()
 
-    start, completed = task.complete(x, _hole_mask(tuple(x.shape), 4, "centre", rng), rng=torch.Generator().manual_seed(2))
+    start, completed = task.complete(x, hole_mask(tuple(x.shape), 4, "centre", rng), rng=torch.Generator().manual_seed(2))
     assert (completed.flatten(1)[:, h] - cond_mean).abs().mean() < 0.05
 
 
@@ -123,9 +123,9 @@ def test_observed_pixels_are_kept_bit_exact_and_only_the_hole_moves(region):
     task = _build("inpaint", energy, data, ULA(step_size=0.05, n_steps=20), hole=3, region=region)
     x = data.heldout().x.clone()
     x[:4, 0, 0, 0] = -0.0
-    from ebm_image.tasks import _hole_mask
+    from ebmcore.masks import hole_mask
 
-    missing = _hole_mask(tuple(x.shape), 3, region, torch.Generator().manual_seed(0))
+    missing = hole_mask(tuple(x.shape), 3, region, torch.Generator().manual_seed(0))
     assert int(missing[0].sum()) == (3 * SIDE if region == "bottom" else 9)
     start, completed = task.complete(x, missing, rng=torch.Generator().manual_seed(0))
     assert torch.equal(completed[~missing], x[~missing])
