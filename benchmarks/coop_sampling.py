@@ -6,9 +6,10 @@ For each finished run directory (``ebm run`` output), opens its final checkpoint
 ``n`` samples the way ``ebm sample`` does (``objective.sample``: fresh short-run chains for
 ``mle``, generator proposals + Langevin revision for ``coop``/``coop_vae``). The runs are
 timed in turns (``--repeats`` rounds, each run once per round, the median kept), so a
-busy machine slows them alike; speed-ups are against the first run given. The FD is that
-of the samples of the first round (the data's classifier-feature Fréchet distance, with
-the held-out floor beside it).
+busy machine slows them alike; speed-ups are against the first run given. Every round
+draws new samples (seed = round), and the FD (the data's classifier-feature Fréchet
+distance, held-out floor beside it) is given as the mean over rounds with its range: one
+draw of 1,000 samples moves it by several units.
 """
 
 import argparse
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     runs = [Run.open(d) for d in args.runs]
     times: dict[Path, list[float]] = {d: [] for d in args.runs}
-    scores: dict[Path, dict[str, float]] = {}
+    scores: dict[Path, list[dict[str, float]]] = {d: [] for d in args.runs}
     for round_ in range(args.repeats):
         for d, run in zip(args.runs, runs):
             rng = torch.Generator().manual_seed(round_)
@@ -44,19 +45,19 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             x = run.objective.sample(args.n, rng=rng)
             times[d].append(time.perf_counter() - t0)
-            if round_ == 0:
-                scores[d] = run.data.evaluate(x.cpu())
+            scores[d].append(run.data.evaluate(x.cpu()))
     print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s) "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), n = {args.n}, "
           f"median of {args.repeats} rounds")
-    print("| run | objective | Langevin steps per sample | FD | FD held-out | images/s | speed-up |")
+    print("| run | objective | Langevin steps per sample | FD (mean, range) | FD held-out | images/s | speed-up |")
     print("|---|---|---|---|---|---|---|")
     base = args.n / statistics.median(times[args.runs[0]])
     for d, run in zip(args.runs, runs):
         rate = args.n / statistics.median(times[d])
-        s = scores[d]
+        fds = [s.get("fd", float("nan")) for s in scores[d]]
+        held = scores[d][0].get("fd/heldout", float("nan"))
         print(f"| {d.name} (step {run.step}) | {run.recipe.sections['objective'].type} | {langevin_steps(run)} | "
-              f"{s.get('fd', float('nan')):.1f} | {s.get('fd/heldout', float('nan')):.2f} | {rate:.0f} | "
+              f"{statistics.mean(fds):.1f} ({min(fds):.1f}–{max(fds):.1f}) | {held:.2f} | {rate:.0f} | "
               f"{rate / base:.2f}× |")
     return 0
 

@@ -209,6 +209,7 @@ class Run:
         recipe = recipe_mod.parse_recipe(data, host.registry, source=str(path))
         run = cls(recipe, host)
         run._restore_latest(truncate=False)  # opening a run only reads it
+        run.objective.eval()  # for sampling and tasks
         return run
 
     def _make_optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, OptimConfig]]:
@@ -475,14 +476,17 @@ class Run:
         out = {f"loss/{g}": loss.detach() for g, loss in losses.items()}
         out.update({k: v.detach() for k, v in metrics.items()})
         groups = [g for g in self.optimizers if g in losses]
+        params = {g: [p for group in self.optimizers[g][0].param_groups for p in group["params"]] for g in groups}
+        # every gradient first, then every step: a loss whose graph runs through another
+        # group's parameters (a two-player game) sees them as they were, whatever the order
         for i, name in enumerate(groups):
-            opt, c = self.optimizers[name]
-            params = [p for group in opt.param_groups for p in group["params"]]
-            opt.zero_grad(set_to_none=True)
+            self.optimizers[name][0].zero_grad(set_to_none=True)
             # each loss updates its own group only, even when the graphs overlap
-            torch.autograd.backward(losses[name], inputs=params, retain_graph=i < len(groups) - 1)
-            self.world.reduce_grads(params)  # the group's gradient averaged over ranks
-            norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip else math.inf)
+            torch.autograd.backward(losses[name], inputs=params[name], retain_graph=i < len(groups) - 1)
+        for name in groups:
+            opt, c = self.optimizers[name]
+            self.world.reduce_grads(params[name])  # the group's gradient averaged over ranks
+            norm = torch.nn.utils.clip_grad_norm_(params[name], c.grad_clip if c.grad_clip else math.inf)
             out[f"grad_norm/{name}"] = norm.detach()
             opt.step()
         return out
@@ -500,6 +504,9 @@ class Run:
         """Fresh-chain samples: scored, drawn, and at the end saved with the run's figures."""
         cfg = self.recipe.run
         rng = make_rng(cfg.seed, f"eval/{step}", self.device)
+        # eval mode: sampling must not change the model (BatchNorm's running statistics in a
+        # generator) and uses what a trained model uses; the next step sets train mode again
+        self.objective.eval()
         samples = self.objective.sample(cfg.eval_samples, rng=rng).cpu()
         if not torch.isfinite(samples).all():
             raise _Diverged(Divergence(step, (("fresh samples", math.nan, "non-finite"),)))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from support import ROOT, TINY
+
 from ebmcore import run_recipe
 
 
@@ -22,7 +23,7 @@ def test_benchmark_prints_one_row_per_run_with_steps_and_speed(tmp_path):
                         str(tmp_path / "coop"), "-n", "32", "--repeats", "1"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("| mle") or line.startswith("| coop")]
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("| mle", "| coop"))]
     assert len(rows) == 2, r.stdout
     assert rows[0].split("|")[3].strip() == "10" and rows[1].split("|")[3].strip() == "3"  # steps per sample
     assert rows[0].rstrip().endswith("1.00× |")

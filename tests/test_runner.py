@@ -11,7 +11,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from ebmcore import EbmError, run_recipe
+import ebmcore
+from ebmcore import EbmError, PluginHost, run_recipe
 from ebmcore.runner import Run
 from ebmcore.recipe import parse_recipe
 from ebmcore import default_host
@@ -174,3 +175,53 @@ def test_sigint_or_sigterm_checkpoints_the_last_step_and_resume_matches(tmp_path
     assert step < 300 and (stopped / "checkpoints" / f"step-{step:06d}.json").exists()
     assert ebm("run", recipe, "--out", stopped, "--resume", "--quiet").returncode == 0
     assert _metrics(stopped) == _metrics(full)
+
+
+class _TwoPlayers:
+    """A plugin with a two-player objective: the second group's loss runs through the
+    first group's parameter (as a flow's loss runs through the energy in FCE)."""
+
+    __name__ = "two_players"
+
+    @ebmcore.hookimpl
+    def ebm_components(self):
+        import attrs
+
+        @attrs.frozen
+        class Config:
+            pass
+
+        class Game(ebmcore.Objective):
+            def __init__(self):
+                super().__init__()
+                self.a = torch.nn.Linear(1, 1, bias=False)
+                self.b = torch.nn.Linear(1, 1, bias=False)
+                with torch.no_grad():
+                    self.a.weight.fill_(0.5)
+                    self.b.weight.fill_(3.0)
+
+            def param_groups(self):
+                return {"a": self.a, "b": self.b}
+
+            def loss(self, batch, *, rng):
+                ab = self.a.weight * self.b.weight
+                return {"a": (ab - 1).pow(2).sum(), "b": -ab.sum()}, {"ab": ab.detach().sum()}
+
+            def sample(self, n, *, rng, cond=None):
+                return torch.zeros(n, 2)
+
+        return [ebmcore.Component("objective", "two_players", Config, lambda c, ctx: Game())]
+
+
+def test_every_group_sees_the_others_parameters_as_they_were_before_any_step(tmp_path, tiny):
+    tiny["objective"] = {"type": "two_players"}
+    tiny["optim"] = {"a": {"type": "sgd", "lr": 0.1}, "b": {"type": "sgd", "lr": 0.1}}
+    tiny["run"].update(steps=1, log_every=1)
+    del tiny["generator"], tiny["sampler"]
+    run_recipe(tiny, out=str(tmp_path / "run"), host=PluginHost(plugins=[_TwoPlayers()]), progress=False)
+    step = safetensors.torch.load_file(tmp_path / "run" / "checkpoints" / "step-000001.safetensors")
+    a1, b1 = step["model/a.weight"].item(), step["model/b.weight"].item()
+    # both gradients at (a, b) = (0.5, 3): d/da (ab − 1)² = 2(ab − 1)·b = 3, d/db (−ab) = −a;
+    # had b's gradient been taken after a's step it would be −0.2, giving b = 3.02
+    assert a1 == pytest.approx(0.5 - 0.1 * 3.0, rel=1e-6)
+    assert b1 == pytest.approx(3.0 + 0.1 * 0.5, rel=1e-6)

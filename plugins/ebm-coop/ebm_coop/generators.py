@@ -14,13 +14,23 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from ebm_coop.networks import (
+    ConvEncoder,
+    DeconvDecoder,
+    MLPDecoder,
+    MLPEncoder,
+    UNetDecoder,
+)
 from ebmcore import Generator
 from ebmcore import config as cfg
-from ebm_coop.networks import ConvEncoder, DeconvDecoder, MLPDecoder, MLPEncoder, UNetDecoder
 
 
 def _sigma() -> object:
     return cfg.positive("σ of x = g(z) + ε: the reconstruction ‖x − g(z)‖²/(2σ²) is weighted by it", default=0.3)
+
+
+def _label_condition() -> object:
+    return cfg.doc("'label': g(z, y) and q(z | x, y) for class labels y", default="none")
 
 
 def _encoder() -> object:
@@ -72,8 +82,7 @@ class MLPGeneratorConfig:
     layers: int = cfg.positive("hidden layers (decoder and encoder each)", default=2)
     sigma: float = _sigma()
     encoder: bool = _encoder()
-    condition: Literal["none", "label"] = cfg.doc("'label': g(z, y) and q(z | x, y) for class labels y",
-                                                  default="none")
+    condition: Literal["none", "label"] = _label_condition()
 
 
 def mlp_generator(c: MLPGeneratorConfig, ctx) -> LatentGenerator:
@@ -92,8 +101,7 @@ class DeconvGeneratorConfig:
     channels: int = cfg.positive("channels before the output layer (×2, ×4 further down)", default=64)
     sigma: float = _sigma()
     encoder: bool = _encoder()
-    condition: Literal["none", "label"] = cfg.doc("'label': g(z, y) and q(z | x, y) for class labels y",
-                                                  default="none")
+    condition: Literal["none", "label"] = _label_condition()
 
 
 def deconv_generator(c: DeconvGeneratorConfig, ctx) -> LatentGenerator:

@@ -25,7 +25,12 @@ from torch import Tensor
 
 from ebmcore import Batch, EbmError, Objective
 from ebmcore import config as cfg
-from ebmcore.masks import Region, completion_condition, hole_mask, missing_from_condition
+from ebmcore.masks import (
+    Region,
+    completion_condition,
+    hole_mask,
+    missing_from_condition,
+)
 
 
 def _sample_steps() -> object:

@@ -1,12 +1,18 @@
 import pytest
 import torch
-from torch import nn
-
 from ebm_coop import Cooperative, CooperativeVAE
 from ebm_coop.generators import LatentGenerator
-from ebm_coop.networks import ConvEncoder, DeconvDecoder, MLPDecoder, MLPEncoder, UNetDecoder
+from ebm_coop.networks import (
+    ConvEncoder,
+    DeconvDecoder,
+    MLPDecoder,
+    MLPEncoder,
+    UNetDecoder,
+)
 from ebm_coop.tasks import side_by_side
 from ebm_langevin import Langevin
+from torch import nn
+
 from ebmcore import Batch, BuildContext, EbmError, build
 from ebmcore.masks import completion_condition, hole_mask, missing_from_condition
 

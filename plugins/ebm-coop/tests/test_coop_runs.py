@@ -2,6 +2,7 @@
 
 import pytest
 import safetensors.torch
+import torch
 
 from ebmcore import cli, run_recipe
 
@@ -45,3 +46,19 @@ def test_a_label_conditional_generator_on_unconditional_data_names_the_fix(tmp_p
     recipe = {**CONDITIONAL, "data": {"type": "digits", "batch_size": 32}}
     with pytest.raises(Exception, match="set conditional = true in \\[data\\]"):
         run_recipe(recipe, out=str(tmp_path / "run"), progress=False)
+
+
+def test_evaluating_during_training_does_not_change_the_model(tmp_path):
+    """The deconv generator has BatchNorm: sampling in train mode would move its running
+    statistics, so a run that evaluates often would end with another model."""
+    recipe = {**CONDITIONAL, "data": {"type": "digits", "batch_size": 32},
+              "energy": {"type": "swish_cnn", "hidden": 8},
+              "generator": {"type": "deconv", "latent_dim": 4, "channels": 4}}
+    recipe["run"] = {**recipe["run"], "steps": 4, "checkpoint_every": 4}
+    often = {**recipe, "run": {**recipe["run"], "eval_every": 1, "sample_every": 1}}
+    run_recipe(recipe, out=str(tmp_path / "once"), progress=False)
+    run_recipe(often, out=str(tmp_path / "often"), progress=False)
+    a = safetensors.torch.load_file(tmp_path / "once" / "checkpoints" / "step-000004.safetensors")
+    b = safetensors.torch.load_file(tmp_path / "often" / "checkpoints" / "step-000004.safetensors")
+    assert any("running_mean" in k for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
