@@ -11,11 +11,11 @@ from ebmcore.interfaces import Batch, Data, Energy, Generator, Objective, Sample
 from ebmcore.plugins import PluginHost, default_host
 from ebmcore.registry import ALL_KINDS, KINDS, Component, Registry
 from ebmcore.runner import Run, run_recipe
-from ebmcore.sampling import energy_and_grad, run_chain, sampling_mode
+from ebmcore.sampling import energy_and_grad, latent_langevin, run_chain, sampling_mode
 
 __all__ = [
     "ALL_KINDS", "KINDS", "Batch", "BuildContext", "Component", "Data", "DivergenceError", "EbmError",
     "Energy", "Generator", "Objective", "PluginError", "PluginHost", "RecipeError", "Registry",
     "Run", "Sampler", "Task", "build", "default_host", "energy_and_grad", "hookimpl", "hookspec",
-    "run_chain", "run_recipe", "sampling_mode",
+    "latent_langevin", "run_chain", "run_recipe", "sampling_mode",
 ]

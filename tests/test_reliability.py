@@ -10,12 +10,12 @@ import re
 import pytest
 import safetensors.torch
 import torch
+from support import ROOT, ebm, write_recipe
 
 from ebmcore import DivergenceError, cli, default_host, hookimpl, run_recipe
 from ebmcore.checkpoint import pickle_format
 from ebmcore.plugins import PluginHost
 from ebmcore.runner import Run
-from support import ROOT, ebm, write_recipe
 
 
 class StepRecorder:
@@ -245,6 +245,29 @@ def _objective_recipes(tiny):
         coop["objective"] = {"type": name, "alpha": 0.1}
         coop["optim"]["generator"] = {"type": "adam", "lr": 1e-3}
         recipes[name] = coop
+    nce = copy.deepcopy(mle)
+    del nce["generator"]
+    nce["objective"] = {"type": "nce", "noise_ratio": 2}
+    fce = copy.deepcopy(nce)
+    fce["objective"] = {"type": "fce", "flow_layers": 2, "flow_hidden": [16]}  # both players every step
+    fce["optim"]["flow"] = {"type": "adam", "lr": 1e-3}
+    recipes.update(nce=nce, fce=fce)
+    drl = copy.deepcopy(nce)
+    drl["energy"] = {"type": "level_mlp", "hidden": [32, 32], "embedding": 8}
+    drl["sampler"] = {"type": "langevin", "n_steps": 5, "step_size": 0.5}
+    drl["objective"] = {"type": "drl", "levels": 4, "clamp": [-4.0, 4.0]}
+    recipes["drl"] = drl
+    for name in ("latent_ebm", "abp"):  # a prior over z; no [sampler]
+        lat = copy.deepcopy(mle)
+        del lat["sampler"]
+        lat["generator"] = {"type": "mlp", "latent_dim": 2, "hidden": 16}
+        lat["energy"] = ({"type": "latent_mlp", "latent_dim": 2, "hidden": [16, 16]} if name == "latent_ebm"
+                         else {"type": "latent_gaussian", "latent_dim": 2})
+        lat["objective"] = {"type": name, "posterior_steps": 5, **({"prior_steps": 10} if name == "latent_ebm" else {})}
+        lat["optim"] = {"generator": {"type": "adam", "lr": 1e-3}}
+        if name == "latent_ebm":
+            lat["optim"]["energy"] = {"type": "adam", "lr": 1e-4, "betas": [0.5, 0.999]}
+        recipes[name] = lat
     return recipes
 
 
@@ -313,8 +336,8 @@ def test_on_cuda_the_guard_knows_at_most_one_step_late_and_the_step_exactly():
 
 def test_recipes_name_components_never_code(tiny):
     """A recipe's `type` is looked up in the registry: nothing is imported or evaluated."""
-    from ebmcore.recipe import parse_recipe
     from ebmcore.errors import RecipeError
+    from ebmcore.recipe import parse_recipe
 
     for name in ("os.system", "builtins.eval", "__import__('os')"):
         bad = copy.deepcopy(tiny)

@@ -10,13 +10,12 @@ import time
 import pytest
 import safetensors.torch
 import torch
+from support import ROOT, ebm, write_recipe
 
 import ebmcore
-from ebmcore import EbmError, PluginHost, run_recipe
-from ebmcore.runner import Run
+from ebmcore import EbmError, PluginHost, default_host, run_recipe
 from ebmcore.recipe import parse_recipe
-from ebmcore import default_host
-from support import ROOT, ebm, write_recipe
+from ebmcore.runner import Run
 
 
 def _metrics(out):

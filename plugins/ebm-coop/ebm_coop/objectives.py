@@ -23,7 +23,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from ebmcore import Batch, EbmError, Objective
+from ebmcore import Batch, EbmError, Objective, latent_langevin
 from ebmcore import config as cfg
 from ebmcore.masks import (
     Region,
@@ -152,16 +152,11 @@ class Cooperative(Objective):
         return (x - x_rec).pow(2).flatten(1).sum(1) / (2 * self.generator.sigma ** 2)
 
     def infer(self, z: Tensor, x: Tensor, cond, rng) -> Tensor:
-        """Langevin on log p(z | x) = −‖x − g(z)‖²/(2σ²) − ‖z‖²/2 + const (ABP's inference step)."""
-        d = self.infer_step
-        z = z.detach()
-        for _ in range(self.infer_steps):
-            z.requires_grad_(True)
-            log_p = -(self._reconstruction(x, self.generator.decode(z, cond)) + z.pow(2).sum(1) / 2).sum()
-            (grad,) = torch.autograd.grad(log_p, z)
-            noise = torch.randn(z.shape, generator=rng, device=z.device)
-            z = (z.detach() + d * d / 2 * grad + d * noise).detach()
-        return z
+        """Langevin on −log p(z | x) = ‖x − g(z)‖²/(2σ²) + ‖z‖²/2 + const (ABP's inference step)."""
+        def potential(z):
+            return self._reconstruction(x, self.generator.decode(z, cond)) + z.pow(2).sum(1) / 2
+
+        return latent_langevin(potential, z, self.infer_steps, self.infer_step, rng=rng)
 
     def generator_loss(self, z: Tensor, x_hat_raw: Tensor, x_rev: Tensor, cond, rng) -> tuple[Tensor, dict]:
         if self.infer_steps:

@@ -39,7 +39,7 @@ class ImageData(Data):
     def __init__(self, x: torch.Tensor, labels: torch.Tensor | None = None, *,
                  batch_size: int = 64, conditional: bool = False, flip: bool = False,
                  num_classes: int | None = None, name: str = "images",
-                 heldout: Batch | None = None):
+                 heldout: Batch | None = None, excluded_classes: tuple[int, ...] = ()):
         if conditional and labels is None:
             from ebmcore import EbmError
 
@@ -56,6 +56,9 @@ class ImageData(Data):
         self._heldout = heldout
         self._metrics = None
         self._classifier = None
+        #: labels left out of training (kept in the held-out split): no FD is scored, since
+        #: the held-out split would count the classes the model must not learn
+        self.excluded_classes = tuple(excluded_classes)
 
     def heldout(self) -> Batch:
         """Held-out images and their labels (or None): ``Batch(x, labels)``."""
@@ -88,8 +91,8 @@ class ImageData(Data):
 
     def evaluate(self, samples: torch.Tensor) -> dict[str, float]:
         """Classifier-feature FD (with held-out and noise yardsticks) and class coverage;
-        empty for data without labels or without a held-out split."""
-        if self.labels is None or self._heldout is None or self.num_classes is None:
+        empty for data without labels or a held-out split, or with excluded classes."""
+        if self.labels is None or self._heldout is None or self.num_classes is None or self.excluded_classes:
             return {}
         if self._metrics is None:
             from ebm_image.metrics import ClassifierMetrics

@@ -37,6 +37,11 @@ def _optional_positive(doc: str) -> object:
                        validator=attrs.validators.optional(attrs.validators.gt(0)))
 
 
+def _distinct_labels(_inst, _attr, value):
+    if any(k < 0 for k in value) or len(set(value)) != len(value):
+        raise ValueError(f"must be distinct class labels ≥ 0, got {list(value)}")
+
+
 @attrs.frozen
 class IdxConfig:
     """Images (and labels) from IDX files: MNIST, Fashion-MNIST or any other IDX data set."""
@@ -56,6 +61,10 @@ class IdxConfig:
     conditional: bool = cfg.doc("give the labels as cond (needs labels)", default=False)
     flip: bool = cfg.doc("append horizontally mirrored copies (doubles the set)", default=False)
     batch_size: int = cfg.positive("examples per optimisation step", default=64)
+    exclude_classes: tuple[int, ...] = attrs.field(
+        default=(), validator=_distinct_labels,
+        metadata={"doc": "labels left out of the training set and kept in the held-out split (the "
+                         "anomalous classes of an anomaly-detection task); the data then scores no FD"})
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -134,5 +143,21 @@ def idx_data(c: IdxConfig, ctx=None) -> ImageData:
     x, y = read_idx_images(*train, c.size, c.limit)
     heldout = None if test is None else Batch(*read_idx_images(*test, c.size))
     num_classes = None if y is None else int(y.max()) + 1
+    if c.exclude_classes:
+        x, y = _without_classes(x, y, c.exclude_classes, num_classes, str(train[0]))
     return ImageData(x, y, batch_size=c.batch_size, conditional=c.conditional, flip=c.flip,
-                     num_classes=num_classes, name=str(train[0]), heldout=heldout)
+                     num_classes=num_classes, name=str(train[0]), heldout=heldout,
+                     excluded_classes=c.exclude_classes)
+
+
+def _without_classes(x, y, exclude: tuple[int, ...], num_classes: int | None, name: str):
+    if y is None:
+        raise EbmError(f"$.data.exclude_classes: {name} has no labels to exclude classes by")
+    missing = [k for k in exclude if not (y == k).any()]
+    if missing:
+        raise EbmError(f"$.data.exclude_classes: no training image has label {missing[0]} "
+                       f"(labels are 0..{num_classes - 1})")
+    keep = ~torch.isin(y, torch.tensor(exclude, dtype=y.dtype))
+    if not keep.any():
+        raise EbmError(f"$.data.exclude_classes: excluding {list(exclude)} leaves no training images")
+    return x[keep], y[keep]
