@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ebmcore import Batch, EbmError, Objective, latent_langevin
 from ebmcore import config as cfg
+from ebmcore.losses import maximum_likelihood_loss
 from ebmcore.masks import (
     Region,
     completion_condition,
@@ -123,29 +124,18 @@ class Cooperative(Objective):
             return completion_condition(x, missing), missing
         return None, None
 
-    def propose(self, n: int, *, rng, cond=None, missing=None, observed=None) -> tuple[Tensor, Tensor]:
-        """(z, x̂): latents and the generator's proposals (with graph); for completion the
-        observed pixels of x̂ are those of ``observed``."""
+    def propose(self, n: int, *, rng, cond=None, missing=None, observed=None) -> tuple[Tensor, Tensor, Tensor]:
+        """(z, g(z), x̂): latents, the generator's output (with graph) and the proposals, which
+        for completion take their observed pixels from ``observed``."""
         z = self.generator.latent(n, rng)
-        x_hat = self.generator.decode(z, cond)
-        if missing is not None:
-            x_hat = torch.where(missing, x_hat, observed)
-        return z, x_hat
+        x_raw = self.generator.decode(z, cond)
+        x_hat = x_raw if missing is None else torch.where(missing, x_raw, observed)
+        return z, x_raw, x_hat
 
     def revise(self, x_hat: Tensor, *, rng, cond=None, missing=None, n_steps: int | None = None) -> Tensor:
         """x̃: Langevin from x̂ under the energy (observed pixels kept for completion)."""
         mask = None if missing is None else ~missing
         return self.sampler.run(x_hat.detach(), self.energy, n_steps, rng=rng, cond=cond, mask=mask)
-
-    def energy_loss(self, x_pos: Tensor, x_neg: Tensor, cond) -> tuple[Tensor, dict[str, Tensor]]:
-        n = len(x_pos)
-        both = torch.cat([x_pos, x_neg])
-        e = self.energy(both) if cond is None else self.energy(both, torch.cat([cond, cond]))
-        e_pos, e_neg = e[:n], e[n:]
-        cd = e_pos.mean() - e_neg.mean()
-        loss = cd + self.alpha * (e_pos.pow(2) + e_neg.pow(2)).mean() if self.alpha else cd
-        return loss, {"loss/cd": cd.detach(), "energy/data": e_pos.mean().detach(),
-                      "energy/sample": e_neg.mean().detach()}
 
     def _reconstruction(self, x: Tensor, x_rec: Tensor) -> Tensor:
         """‖x − g(z)‖²/(2σ²) per example."""
@@ -172,11 +162,9 @@ class Cooperative(Objective):
         cond, missing = self._condition(x_pos, labels, rng)
         if self.data_noise:
             x_pos = x_pos + self.data_noise * torch.randn(x_pos.shape, generator=rng, device=x_pos.device)
-        z = self.generator.latent(n, rng)
-        x_raw = self.generator.decode(z, cond)
-        x_hat = x_raw if missing is None else torch.where(missing, x_raw, x_pos)
+        z, x_raw, x_hat = self.propose(n, rng=rng, cond=cond, missing=missing, observed=x_pos)
         x_rev = self.revise(x_hat, rng=rng, cond=cond, missing=missing)
-        e_loss, metrics = self.energy_loss(x_pos, x_rev, cond)
+        e_loss, metrics = maximum_likelihood_loss(self.energy, x_pos, x_rev, cond, self.alpha)
         g_loss, g_metrics = self.generator_loss(z, x_raw, x_rev, cond, rng)
         # how far Langevin moved the proposals (root mean square per coordinate)
         metrics["revision/rms"] = (x_rev - x_hat.detach()).pow(2).mean().sqrt()
@@ -204,7 +192,7 @@ class Cooperative(Objective):
             missing = missing_from_condition(cond)
             observed = cond[:, :-1]
         with torch.no_grad():
-            _, x_hat = self.propose(n, rng=rng, cond=cond, missing=missing, observed=observed)
+            _, _, x_hat = self.propose(n, rng=rng, cond=cond, missing=missing, observed=observed)
         steps = self.sample_steps if n_steps is None else n_steps
         return x_hat, self.revise(x_hat, rng=rng, cond=cond, missing=missing, n_steps=steps)
 

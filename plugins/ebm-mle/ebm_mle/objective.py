@@ -8,6 +8,7 @@ import torch
 
 from ebmcore import Batch, Objective
 from ebmcore import config as cfg
+from ebmcore.losses import maximum_likelihood_loss
 
 
 @attrs.frozen
@@ -54,14 +55,8 @@ class MaximumLikelihood(Objective):
         x0 = self.generator.sample(n, rng=rng, cond=cond, data=x_pos)
         x_neg = self.sampler.run(x0, self.energy, rng=rng, cond=cond)
         self.generator.update(x_neg)
-        both = torch.cat([x_pos, x_neg])
-        e = self.energy(both) if cond is None else self.energy(both, torch.cat([cond, cond]))
-        e_pos, e_neg = e[:n], e[n:]
-        cd = e_pos.mean() - e_neg.mean()
-        reg = (e_pos.pow(2) + e_neg.pow(2)).mean()
-        loss = cd + self.alpha * reg if self.alpha else cd
-        return {"energy": loss}, {"loss/cd": cd.detach(), "energy/data": e_pos.mean().detach(),
-                                  "energy/sample": e_neg.mean().detach()}
+        loss, metrics = maximum_likelihood_loss(self.energy, x_pos, x_neg, cond, self.alpha)
+        return {"energy": loss}, metrics
 
     def sample(self, n, *, rng, cond=None):
         if self.eval_chains == "persistent":  # reads the buffer, never writes it
