@@ -88,6 +88,16 @@ def test_the_core_imports_no_plugin():
     assert out.strip() == "[]"
 
 
+def test_a_bundled_plugin_imports_no_other_plugin():
+    for package in (ROOT / "plugins").glob("ebm-*/ebm_*"):
+        for path in package.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                others = [n for n in names if n.startswith("ebm_") and n.split(".")[0] != package.name]
+                assert not others, f"{path} imports {others}: build other plugins' components by name"
+
+
 def test_unknown_component_lists_what_is_installed():
     r = ebm("list", "sampler")
     assert r.returncode == 0 and "langevin" in r.stdout
