@@ -56,7 +56,7 @@ def test_task_tables_are_structured_and_written_back(tiny, host):
     ({"gap": {"type": "energy_gap", "nn": 3}}, "$.tasks.gap.nn", "unknown key (did you mean 'n'?)"),
     ({"gap": {"type": "energy_gap", "n": "many"}}, "$.tasks.gap.n", "expected an integer, got a string"),
     ({"gap": {"type": "energy_gap", "n": 0}}, "$.tasks.gap.n", "must be > 0"),
-    ({"gap": {"n": 3}}, "$.tasks.gap.type", "missing: which task? installed: chain, "),
+    ({"gap": {"n": 3}}, "$.tasks.gap.type", "missing: which task? installed: "),
     ({"gap": {"type": 3}}, "$.tasks.gap.type", "expected a string"),
     ({"gap": 3}, "$.tasks.gap", "expected a table [tasks.gap], got an integer"),
     ({"a b": {"type": "chain"}}, "$.tasks.a b", "a task label is a letter"),
