@@ -184,6 +184,12 @@ def fraction(doc: str = "", **kw: Any) -> Any:
                        metadata={"doc": doc}, **kw)
 
 
+def positive_widths(_inst: Any, _attr: Any, value: Any) -> None:
+    """Validator of a list of layer widths or channel counts: non-empty, each ≥ 1."""
+    if not value or any(w < 1 for w in value):
+        raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
+
+
 def doc(text: str, **kw: Any) -> Any:
     """A field with a one-line description (shown by ``ebm list`` and the docs)."""
     return attrs.field(metadata={"doc": text}, **kw)

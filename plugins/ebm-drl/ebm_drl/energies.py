@@ -18,16 +18,11 @@ from ebmcore import Energy
 from ebmcore import config as cfg
 
 
-def _widths(_inst, _attr, value):
-    if not value or any(w < 1 for w in value):
-        raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
-
-
 @attrs.frozen
 class LevelMLPConfig:
     """MLP energy E(x, t) of vectors at noise level t (diffusion recovery likelihood)."""
 
-    hidden: tuple[int, ...] = attrs.field(default=(128, 128), validator=_widths,
+    hidden: tuple[int, ...] = attrs.field(default=(128, 128), validator=cfg.positive_widths,
                                           metadata={"doc": "hidden layer widths"})
     embedding: int = cfg.positive("size of the sinusoidal level embedding", default=32)
 
@@ -36,7 +31,7 @@ class LevelMLPConfig:
 class LevelCNNConfig:
     """ConvNet energy E(x, t) of images at noise level t: stride-2 Swish convolutions, a linear head."""
 
-    channels: tuple[int, ...] = attrs.field(default=(32, 64, 64), validator=_widths,
+    channels: tuple[int, ...] = attrs.field(default=(32, 64, 64), validator=cfg.positive_widths,
                                             metadata={"doc": "channels of each 3×3 stride-2 convolution"})
     embedding: int = cfg.positive("size of the sinusoidal level embedding", default=32)
 

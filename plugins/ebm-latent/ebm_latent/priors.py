@@ -23,11 +23,6 @@ from ebmcore import BuildContext, Energy, build
 from ebmcore import config as cfg
 
 
-def _widths(_inst, _attr, value):
-    if not value or any(w < 1 for w in value):
-        raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
-
-
 def _check_width(z: Tensor, latent_dim: int, who: str) -> None:
     if z.dim() != 2 or z.shape[1] != latent_dim:
         raise ValueError(f"energy '{who}' scores latents of shape (batch, {latent_dim}), got {tuple(z.shape)}: "
@@ -39,7 +34,7 @@ class LatentMLPConfig:
     """The latent-space EBM prior (Pang et al. 2020): E(z) = f_α(z) + ‖z‖²/2, f_α an MLP."""
 
     latent_dim: int = cfg.positive("dimension of z: must equal the generator's latent_dim", default=8)
-    hidden: tuple[int, ...] = attrs.field(default=(200, 200), validator=_widths,
+    hidden: tuple[int, ...] = attrs.field(default=(200, 200), validator=cfg.positive_widths,
                                           metadata={"doc": "hidden layer widths of f_α (Pang et al.: 200, 200)"})
     activation: Literal["silu", "relu", "elu", "tanh", "leaky_relu", "softplus"] = cfg.doc(
         "activation between layers (Pang et al.: leaky ReLU 0.2)", default="leaky_relu")

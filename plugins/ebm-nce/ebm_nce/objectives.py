@@ -52,11 +52,6 @@ def _needed_by_gaussian(inst, attr, value):
         raise ValueError(f"must be > 0, got {value}")
 
 
-def _widths(_inst, _attr, value):
-    if not value or any(w < 1 for w in value):
-        raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
-
-
 def _noise_ratio() -> object:
     return cfg.positive("ν, noise samples per data sample", default=1)
 
@@ -92,7 +87,7 @@ class FCEConfig:
     """Flow contrastive estimation (Gao et al. 2020): NCE against a RealNVP trained adversarially."""
 
     flow_layers: int = cfg.positive("affine coupling layers of the RealNVP (masks alternate)", default=8)
-    flow_hidden: tuple[int, ...] = attrs.field(default=(64, 64), validator=_widths,
+    flow_hidden: tuple[int, ...] = attrs.field(default=(64, 64), validator=cfg.positive_widths,
                                                metadata={"doc": "hidden widths of each coupling's MLP"})
     min_std: float = cfg.positive("floor of the per-coordinate data std that standardises the flow",
                                   default=0.1)

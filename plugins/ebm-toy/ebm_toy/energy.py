@@ -13,16 +13,11 @@ _ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh
                 "leaky_relu": lambda: nn.LeakyReLU(0.2), "softplus": nn.Softplus}
 
 
-def _widths(_inst, _attr, value):
-    if not value or any(w < 1 for w in value):
-        raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
-
-
 @attrs.frozen
 class MLPEnergyConfig:
     """MLP energy E(x) = f(flatten(x)) with hidden layers and a scalar output."""
 
-    hidden: tuple[int, ...] = attrs.field(default=(128, 128), validator=_widths,
+    hidden: tuple[int, ...] = attrs.field(default=(128, 128), validator=cfg.positive_widths,
                                           metadata={"doc": "hidden layer widths"})
     activation: Literal["silu", "relu", "elu", "tanh", "leaky_relu", "softplus"] = cfg.doc(
         "activation between layers (smooth ones give smooth energies)", default="silu")
