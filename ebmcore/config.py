@@ -190,6 +190,12 @@ def positive_widths(_inst: Any, _attr: Any, value: Any) -> None:
         raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
 
 
+def compile_flag() -> Any:
+    """Every sampler's ``compile`` key (:mod:`ebmcore.compiled`)."""
+    return doc("run the chain's steps through torch.compile, several per call (falls back to eager "
+               "with a warning where compilation is unavailable)", default=False)
+
+
 def doc(text: str, **kw: Any) -> Any:
     """A field with a one-line description (shown by ``ebm list`` and the docs)."""
     return attrs.field(metadata={"doc": text}, **kw)

@@ -45,6 +45,8 @@ class Sampler(abc.ABC):
 
     #: chain length used by :meth:`run` when ``n_steps`` is not given
     n_steps: int
+    #: run the steps through ``torch.compile`` (:mod:`ebmcore.compiled`)
+    compile: bool = False
 
     @abc.abstractmethod
     def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> Any: ...
@@ -53,6 +55,11 @@ class Sampler(abc.ABC):
     def step(self, state: Any, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[Any, Any]:
         """One transition. ``mask`` (bool, shaped like x) marks coordinates to keep exactly."""
+
+    def compilable(self, state: Any) -> bool:
+        """Whether the compiled path may take the next step from ``state``; False runs it
+        eagerly (for state the compiler would specialise on, such as a Python counter)."""
+        return True
 
     def run(self, x0: Tensor, energy: nn.Module, n_steps: int | None = None, *,
             rng: torch.Generator, cond: Tensor | None = None,

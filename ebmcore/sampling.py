@@ -18,11 +18,35 @@ from ebmcore.devices import chain_autocast
 
 def energy_and_grad(energy: nn.Module, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """E(x) per example and ∇ₓ ΣE, both detached."""
+    if torch.compiler.is_compiling():
+        # torch.compile cannot trace autograd.grad; torch.func's transform traces, same numbers
+        def total(y: Tensor) -> tuple[Tensor, Tensor]:
+            e = energy(y) if cond is None else energy(y, cond)
+            return e.sum(), e
+        g, (_, e) = torch.func.grad_and_value(total, has_aux=True)(x.detach())
+        return e.detach(), g
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         e = energy(x) if cond is None else energy(x, cond)
         (g,) = torch.autograd.grad(e.sum(), x)
     return e.detach(), g
+
+
+def normal_like(x: Tensor, rng: Any) -> Tensor:
+    """ξ ~ N(0, I) shaped like ``x``: the next normal draw of ``rng``. Kernels draw their
+    randomness through this and :func:`uniform_like`, so that a compiled chain can draw it
+    in advance, in the same order (:mod:`ebmcore.compiled`)."""
+    if isinstance(rng, torch.Generator):
+        # the same numbers as torch.randn(x.shape, generator=rng, ...), with less call overhead
+        return torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
+    return rng.draw("normal", x)
+
+
+def uniform_like(x: Tensor, rng: Any) -> Tensor:
+    """u ~ U[0, 1) shaped like ``x``: the next uniform draw of ``rng`` (see :func:`normal_like`)."""
+    if isinstance(rng, torch.Generator):
+        return torch.empty_like(x, memory_format=torch.contiguous_format).uniform_(generator=rng)
+    return rng.draw("uniform", x)
 
 
 @contextlib.contextmanager
@@ -69,6 +93,9 @@ def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
     ‖∇E‖ of the gradient each step used or carries), for diagnostics such as
     :func:`ebmcore.diagnostics.effective_sample_size`. Off by default: it keeps every step.
 
+    A sampler with ``compile = True`` runs its steps through :mod:`ebmcore.compiled`
+    (several per call; one per call with ``trace``; eagerly with ``temperatures``).
+
     ``temperatures`` (one per step) anneals: step t samples exp(−E/T_t), on top of the
     kernel's own temperature. The kernel state is re-initialised where T changes, which
     costs a kernel that caches ∇E one gradient per change: prefer piecewise-constant
@@ -81,14 +108,27 @@ def run_chain(sampler: Any, x0: Tensor, energy: nn.Module, n_steps: int, *,
         if len(temperatures) != n_steps or not all(t > 0 for t in temperatures):
             raise ValueError(f"temperatures: need {n_steps} positive values, got {list(temperatures)[:5]}…")
         energy = Tempered(energy, temperatures[0])
+    # annealed chains run eagerly: a compiled step would be specialised on each temperature
+    compiled = None
+    if getattr(sampler, "compile", False) and temperatures is None:
+        from ebmcore.compiled import compiled_steps  # imports this module
+
+        compiled = compiled_steps(sampler)
     # fp32 chains even inside a bf16 loss, unless run.sampling_precision asks (ebmcore.devices)
     with sampling_mode(energy), torch.no_grad(), chain_autocast(x0.device):
         state = sampler.init(x0, energy, cond)
-        for t in range(n_steps):
+        t = 0
+        while t < n_steps:
             if temperatures is not None and temperatures[t] != energy.temperature:
                 energy.temperature = temperatures[t]
                 state = sampler.init(state.x, energy, cond)
-            state, info = sampler.step(state, energy, rng=rng, cond=cond, **kw)
+            if compiled is not None:  # several steps per call, one while tracing the history
+                state, info, k = compiled.run(state, energy, 1 if trace else n_steps - t, rng=rng, cond=cond,
+                                              mask=kw.get("mask"))
+            else:
+                state, info = sampler.step(state, energy, rng=rng, cond=cond, **kw)
+                k = 1
+            t += k
             if trace:
                 grad = getattr(info, "grad", None)
                 history.append((state.x, info, getattr(state, "grad", None) if grad is None else grad))

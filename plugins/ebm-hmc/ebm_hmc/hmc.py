@@ -19,9 +19,14 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebm_hmc.adaptation import DualAveragingState, dual_averaging_init, dual_averaging_update
+from ebm_hmc.adaptation import (
+    DualAveragingState,
+    dual_averaging_init,
+    dual_averaging_update,
+)
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
+from ebmcore.sampling import normal_like, uniform_like
 
 
 def _fewer_than_n_steps(inst, _attr, value):
@@ -45,6 +50,7 @@ class HMCConfig:
     target_accept: float = attrs.field(
         default=0.65, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
         metadata={"doc": "mean acceptance probability the adaptation aims at"})
+    compile: bool = cfg.compile_flag()
 
 
 class HMCState(NamedTuple):
@@ -86,7 +92,7 @@ def hmc_kernel(x: Tensor, e: Tensor, g: Tensor, energy: nn.Module, step_size: fl
                ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor, Tensor]:
     """One HMC transition from (x, E(x), ∇E(x)); returns the new (x, E, ∇E), the acceptance
     probability and the accepted mask per chain. ``step_size`` is a number or a 0-d tensor."""
-    p = torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
+    p = normal_like(x, rng)
     if mask is not None:
         p.masked_fill_(mask, 0)  # observed coordinates get no momentum, so never move
     if mass != 1:
@@ -110,7 +116,7 @@ def hmc_kernel(x: Tensor, e: Tensor, g: Tensor, energy: nn.Module, step_size: fl
     log_ratio.add_(kinetic0.sub_(_per_chain(p.square_(), events)), alpha=0.5 / mass)
     # accept with probability min(1, ratio); a NaN ratio gives probability 0: rejected
     prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp_(max=0).exp_()
-    accepted = torch.empty_like(prob).uniform_(generator=rng) < prob  # u ∈ [0, 1)
+    accepted = uniform_like(prob, rng) < prob  # u ∈ [0, 1)
     keep = accepted.view(-1, *(1,) * len(events))
     # torch.where, not arithmetic: a rejected proposal's NaN stays out of the state
     new = (torch.where(keep, x_new, x), torch.where(accepted, e_new, e), torch.where(keep, g_new, g))
@@ -121,15 +127,18 @@ class HMC(Sampler):
     """HMC kernel, with dual-averaging adaptation of ε wrapped around it when ``adapt_steps > 0``."""
 
     def __init__(self, step_size: float = 0.1, n_leapfrog: int = 5, n_steps: int = 60, mass: float = 1.0,
-                 temperature: float = 1.0, adapt_steps: int = 0, target_accept: float = 0.65):
+                 temperature: float = 1.0, adapt_steps: int = 0, target_accept: float = 0.65,
+                 compile: bool = False):
         # validate like a recipe does, so direct construction gets the same checks
-        self.config = HMCConfig(step_size, n_leapfrog, n_steps, mass, temperature, adapt_steps, target_accept)
+        self.config = HMCConfig(step_size, n_leapfrog, n_steps, mass, temperature, adapt_steps, target_accept,
+                                compile)
+        self.compile = compile
         self.step_size, self.n_leapfrog, self.n_steps = step_size, n_leapfrog, n_steps
         self.mass, self.temperature = mass, temperature
         self.adapt_steps, self.target_accept = adapt_steps, target_accept
 
     @classmethod
-    def from_config(cls, c: HMCConfig, ctx=None) -> "HMC":
+    def from_config(cls, c: HMCConfig, ctx=None) -> HMC:
         return cls(**attrs.asdict(c))
 
     def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> HMCState:
@@ -137,6 +146,9 @@ class HMC(Sampler):
         eps = torch.full((), self.step_size, device=x.device)
         da = dual_averaging_init(self.step_size, x.device) if self.adapt_steps else None
         return HMCState(x, e, g, eps, da)
+
+    def compilable(self, state: HMCState) -> bool:
+        return state.adaptation is None  # the warm-up's step counter is a Python int
 
     def step(self, state: HMCState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[HMCState, HMCInfo]:

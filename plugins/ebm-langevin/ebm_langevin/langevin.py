@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
+from ebmcore.sampling import normal_like
 
 
 def _clamp_range(_inst, _attr, value):
@@ -36,6 +37,7 @@ class LangevinConfig:
         metadata={"doc": "clamp ∇E element-wise to [−c, c]"})
     clamp: tuple[float, float] | None = attrs.field(
         default=None, validator=_clamp_range, metadata={"doc": "clamp x to [low, high] after each step"})
+    compile: bool = cfg.compile_flag()
 
 
 class LangevinState(NamedTuple):
@@ -58,10 +60,11 @@ class Langevin(Sampler):
 
     def __init__(self, step_size: float = 0.01, n_steps: int = 60, noise: float | None = None,
                  temperature: float = 1.0, grad_clamp: float | None = None,
-                 clamp: tuple[float, float] | None = None):
+                 clamp: tuple[float, float] | None = None, compile: bool = False):
         # validate like a recipe does, so direct construction gets the same checks
         self.config = LangevinConfig(step_size, n_steps, noise, temperature, grad_clamp,
-                                     None if clamp is None else tuple(clamp))
+                                     None if clamp is None else tuple(clamp), compile)
+        self.compile = compile
         self.step_size, self.n_steps = step_size, n_steps
         self.noise = math.sqrt(2 * step_size) if noise is None else noise
         self.temperature, self.grad_clamp, self.clamp = temperature, grad_clamp, clamp
@@ -91,9 +94,7 @@ class Langevin(Sampler):
             g = g.clamp_(-grad_clamp, grad_clamp)
         x_new = torch.add(x, g, alpha=-self.step_size / self.temperature)
         if noise > 0:
-            # the same numbers as torch.randn(x.shape, generator=rng, ...), with less call overhead
-            xi = torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
-            x_new.add_(xi, alpha=noise)
+            x_new.add_(normal_like(x, rng), alpha=noise)
         if clamp is not None:
             x_new.clamp_(*clamp)
         if mask is not None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
+from ebmcore.sampling import normal_like, uniform_like
 
 
 @attrs.frozen
@@ -28,6 +29,7 @@ class MALAConfig:
     step_size: float = cfg.positive("step s: proposal x − s·∇E/T + sqrt(2s)·ξ", default=0.01)
     n_steps: int = cfg.positive("chain length", default=60)
     temperature: float = cfg.positive("temperature T: samples exp(−E/T)", default=1.0)
+    compile: bool = cfg.compile_flag()
 
 
 class MALAState(NamedTuple):
@@ -49,9 +51,11 @@ class MALAInfo(NamedTuple):
 class MALA(Sampler):
     """MALA kernel; one energy gradient per step (plus one in ``init``)."""
 
-    def __init__(self, step_size: float = 0.01, n_steps: int = 60, temperature: float = 1.0):
+    def __init__(self, step_size: float = 0.01, n_steps: int = 60, temperature: float = 1.0,
+                 compile: bool = False):
         # validate like a recipe does, so direct construction gets the same checks
-        self.config = MALAConfig(step_size, n_steps, temperature)
+        self.config = MALAConfig(step_size, n_steps, temperature, compile)
+        self.compile = compile
         self.step_size, self.n_steps, self.temperature = step_size, n_steps, temperature
 
     @classmethod
@@ -69,7 +73,7 @@ class MALA(Sampler):
         x, e, g = state
         s, t = self.step_size, self.temperature
         drift = -s / t  # x' = x + drift·∇E + sqrt(2s)·ξ
-        xi = torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
+        xi = normal_like(x, rng)
         if mask is not None:
             # move the free coordinates only: the chain targets π(free | observed)
             g = g.masked_fill(mask, 0)
@@ -92,7 +96,7 @@ class MALA(Sampler):
         log_ratio.add_(fwd, alpha=0.5).sub_(bwd, alpha=1 / (4 * s))
         # accept with probability min(1, ratio); a NaN ratio gives probability 0: rejected
         prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp_(max=0).exp_()
-        accepted = torch.empty_like(prob).uniform_(generator=rng) < prob  # u ∈ [0, 1)
+        accepted = uniform_like(prob, rng) < prob  # u ∈ [0, 1)
         keep = accepted.view(-1, *(1,) * len(events))
         # torch.where, not arithmetic: a rejected proposal's NaN stays out of the state
         state = MALAState(torch.where(keep, x_new, x), torch.where(accepted, e_new, e),

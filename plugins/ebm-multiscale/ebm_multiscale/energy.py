@@ -3,6 +3,7 @@
 from typing import Literal
 
 import attrs
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -103,7 +104,8 @@ class Faded(nn.Module):
 
     def __init__(self, energy: MultiScaleEnergy, coarse: int, alpha: float):
         super().__init__()
-        self.energy, self.coarse, self.alpha = energy, coarse, alpha
+        # a tensor, so that a compiled kernel takes α as an input instead of compiling once per α
+        self.energy, self.coarse, self.alpha = energy, coarse, torch.tensor(alpha)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         return self.alpha * self.energy(x) + (1 - self.alpha) * self.energy(resize(x, self.coarse))

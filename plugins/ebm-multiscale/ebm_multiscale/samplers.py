@@ -14,9 +14,9 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from ebm_multiscale.energy import Faded, check_pyramid, resize
 from ebmcore import EbmError, Sampler
 from ebmcore import config as cfg
-from ebm_multiscale.energy import Faded, check_pyramid, resize
 
 
 @attrs.frozen
@@ -30,6 +30,7 @@ class MultigridConfig:
     kernel: str = cfg.doc("registered sampler run at each grid", default="langevin")
     upsample_noise: float = cfg.non_negative("std of Gaussian noise added to each grid's starting image "
                                              "(after upsampling from the coarser grid)", default=0.0)
+    compile: bool = cfg.compile_flag()
 
 
 @attrs.frozen
@@ -43,6 +44,7 @@ class CoarseToFineConfig:
     fade_steps: int = cfg.non_negative("steps at the start of a stage over which the energy fades in",
                                        default=10)
     kernel: str = cfg.doc("registered sampler run at each stage", default="langevin")
+    compile: bool = cfg.compile_flag()
 
 
 def _kernel(c, ctx, who: str) -> Sampler:
@@ -56,6 +58,8 @@ def _kernel(c, ctx, who: str) -> Sampler:
     keys = {"step_size": c.step_size, "n_steps": c.n_steps}
     if c.noise is not None:
         keys["noise"] = c.noise
+    if c.compile:
+        keys["compile"] = True
     config, problems = cfg.structure(keys, component.config, f"$.sampler (kernel '{c.kernel}' of {who})")
     if problems:
         raise EbmError("; ".join(f"{path}: {msg}" for path, msg in problems))

@@ -1,0 +1,145 @@
+"""The compiled sampling path: ``compile = true`` on a sampler.
+
+:func:`ebmcore.sampling.run_chain` hands a compiling sampler's steps to :class:`CompiledSteps`,
+which runs them through ``torch.compile`` several at a time: one call does
+:data:`STEPS_PER_CALL` kernel steps (gradient and update), so Python, the dispatcher and
+the allocator are paid once per call instead of once per step.
+
+Three things make a kernel compile without changing it:
+
+- Gradients: :func:`ebmcore.energy_and_grad` switches to ``torch.func.grad_and_value``
+  while compiling (``torch.autograd.grad`` does not trace).
+- Randomness: a ``torch.Generator`` cannot enter a compiled graph, so the kernel's draws
+  (:func:`ebmcore.sampling.normal_like`, :func:`~ebmcore.sampling.uniform_like`) are made
+  in advance from the chain's ``rng``, in the order the eager kernel makes them, and passed
+  in. The first call for each shape of x runs eagerly and records what the kernel draws. A
+  compiled chain therefore uses the same random numbers as the eager one, and differs only
+  by floating-point rounding.
+- State the compiler would specialise on: a kernel says when a step must run eagerly
+  (:meth:`ebmcore.Sampler.compilable`, e.g. HMC while it adapts its step size).
+
+Where ``torch.compile`` is unavailable or fails on a kernel (no C++ compiler, an
+unsupported platform, an energy it cannot trace) the chain falls back to eager steps with
+the same random numbers, after a one-line warning per sampler.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ebmcore.sampling import normal_like, uniform_like
+
+#: kernel steps per compiled call. Fewer calls cost less overhead; more steps per call
+#: make a larger graph to compile (measured in benchmarks/sampler_speed.py --compile).
+STEPS_PER_CALL = 10
+
+_DRAW = {"normal": normal_like, "uniform": uniform_like}
+
+
+class _Recorder:
+    """A stand-in for ``rng`` during one eager step: draws from it and notes each draw."""
+
+    def __init__(self, rng: torch.Generator):
+        self.rng, self.spec = rng, []
+
+    def draw(self, kind: str, like: Tensor) -> Tensor:
+        self.spec.append((kind, like))
+        return _DRAW[kind](like, self.rng)
+
+
+class _Drawn:
+    """Random numbers drawn in advance, handed out in order (traced into the compiled graph)."""
+
+    def __init__(self, tensors: list[Tensor]):
+        self.tensors, self.i = tensors, 0
+
+    def draw(self, kind: str, like: Tensor) -> Tensor:
+        out = self.tensors[self.i]
+        if out.shape != like.shape:  # checked while tracing: shapes are static there
+            raise RuntimeError(f"the kernel's draws changed between steps: {kind} draw {self.i} has shape "
+                               f"{tuple(like.shape)}, the first step drew {tuple(out.shape)}")
+        self.i += 1
+        return out
+
+
+class CompiledSteps:
+    """One sampler's compiled multi-step calls (kept with the sampler) and its fallback state."""
+
+    def __init__(self, sampler: Any):
+        self.sampler = sampler
+        self.calls: dict[tuple, Any] = {}  # (steps per call, x's shape, dtype, device) → compiled function
+        self.draws: dict[tuple, list[tuple[str, Tensor]]] = {}  # x's shape, dtype, device → one step's draws
+        self.failed = None if torch._dynamo.is_dynamo_supported() else "torch.compile is not supported here"
+        if self.failed:
+            self._warn()
+
+    def run(self, state: Any, energy: nn.Module, n: int, *, rng: torch.Generator, cond: Tensor | None,
+            mask: Tensor | None) -> tuple[Any, Any, int]:
+        """Up to ``n`` steps from ``state``; returns the new state, the last step's info and
+        the number of steps taken."""
+        sampler = self.sampler
+        if self.failed or not sampler.compilable(state):
+            return (*sampler.step(state, energy, rng=rng, cond=cond, mask=mask), 1)
+        k = min(n, STEPS_PER_CALL)
+        key = (state.x.shape, state.x.dtype, state.x.device)
+        spec = self.draws.get(key)
+        if spec is None:  # the first call for this shape runs eagerly, recording the kernel's draws
+            recorder = _Recorder(rng)
+            state, info = sampler.step(state, energy, rng=recorder, cond=cond, mask=mask)
+            self.draws[key] = recorder.spec
+            for _ in range(k - 1):
+                state, info = sampler.step(state, energy, rng=rng, cond=cond, mask=mask)
+            return state, info, k
+        draws = [_DRAW[kind](like, rng) for _ in range(k) for kind, like in spec]
+        try:
+            out = self._compiled(k, key)(state, energy, draws, cond, mask)
+        except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
+            # eager steps with the same draws: the same chain, or the energy's own error
+            out = self._steps(k)(state, energy, draws, cond, mask)
+            lines = str(error).strip().splitlines()
+            self.failed = f"{type(error).__name__}{': ' + lines[0] if lines else ''}"
+            self._warn()
+        return (*out, k)
+
+    def _steps(self, k: int):
+        """(state, energy, draws, cond, mask) → (state, info) after ``k`` kernel steps."""
+        sampler = self.sampler
+
+        def steps(state, energy, tensors, cond, mask):
+            drawn = _Drawn(tensors)
+            for _ in range(k):
+                state, info = sampler.step(state, energy, rng=drawn, cond=cond, mask=mask)
+            return state, info
+        return steps
+
+    def _compiled(self, k: int, key: tuple):
+        """The compiled ``k`` steps for states shaped as ``key`` says, each with its own code
+        object: Dynamo keeps one cache, and one recompile budget (8), per code object and
+        guards on the sampler's settings, so shared, the ninth sampler would fail; and with
+        one shape per function the graphs stay static (faster, and energies that branch on
+        x's size, like multi-scale ones, trace)."""
+        if (k, key) not in self.calls:
+            steps = self._steps(k)
+            steps = types.FunctionType(steps.__code__.replace(), steps.__globals__, "steps", None, steps.__closure__)
+            # Inductor's pattern matcher turns add(x, mm(a, b), alpha=c) into an addmm that drops c
+            # (pytorch/pytorch#167313, #196577): x − s·∇E, ∇E ending in a matmul, came out as x + ∇E
+            self.calls[k, key] = torch.compile(steps, fullgraph=True, dynamic=False,
+                                               options={"pattern_matcher": False})
+        return self.calls[k, key]
+
+    def _warn(self) -> None:
+        warnings.warn(f"{self.sampler!r}: compile = true, but {self.failed[:200]}; sampling eagerly",
+                      RuntimeWarning, stacklevel=5)
+
+
+def compiled_steps(sampler: Any) -> CompiledSteps:
+    """The sampler's :class:`CompiledSteps`, made on first use and kept with the sampler."""
+    steps = getattr(sampler, "_compiled_steps", None)
+    if steps is None:
+        steps = sampler._compiled_steps = CompiledSteps(sampler)
+    return steps
