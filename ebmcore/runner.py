@@ -368,8 +368,7 @@ class Run:
         cfg = self.recipe.run
         self.step += 1
         step = self.step
-        batch = self.stream.next()
-        batch = Batch(batch.x.to(self.device), None if batch.cond is None else batch.cond.to(self.device))
+        batch = Batch(*(None if t is None else self._to_device(t) for t in self.stream.next()))
         metrics = self._optimise(batch)
         # averaged over ranks, with "a rank received a signal": every rank stops at the same step
         metrics, stop = self._reduce(metrics, bool(received))
@@ -405,6 +404,11 @@ class Run:
         if stop:
             self._stop_on_signal(received[0] if received else signal.SIGTERM, saved=ckpt)
         return record
+
+    def _to_device(self, t: Tensor) -> Tensor:
+        if self.device.type == "cuda":  # from pinned memory the copy does not wait for the device
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def _reduce(self, metrics: dict[str, Tensor], stop: bool) -> tuple[dict[str, Tensor], bool]:
         """The step's metrics averaged over ranks, and whether any rank must stop (one all-reduce)."""

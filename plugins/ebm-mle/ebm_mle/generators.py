@@ -100,6 +100,9 @@ class ReplayBuffer(Generator):
         self.register_buffer("x", torch.zeros((size, *event_shape), device=device))
         self.register_buffer("count", torch.zeros((), dtype=torch.long, device=device))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long, device=device))
+        # host copies of count and ptr: reading the buffers every step would wait for the device
+        self._count = self._ptr = 0
+        self.register_load_state_dict_post_hook(_reread_counters)
 
     @classmethod
     def from_config(cls, c: ReplayBufferConfig, ctx) -> "ReplayBuffer":
@@ -108,10 +111,9 @@ class ReplayBuffer(Generator):
 
     def sample(self, n, *, rng, cond=None, data=None):
         fresh = self.noise.sample(n, rng=rng)
-        count = int(self.count)
-        if count == 0:
+        if self._count == 0:
             return fresh
-        idx = torch.randint(0, count, (n,), generator=rng, device=self.x.device)
+        idx = torch.randint(0, self._count, (n,), generator=rng, device=self.x.device)
         keep = torch.rand(n, generator=rng, device=self.x.device) >= self.reinit
         keep = keep.view(n, *([1] * (fresh.dim() - 1)))
         return torch.where(keep, self.x[idx], fresh)
@@ -119,13 +121,18 @@ class ReplayBuffer(Generator):
     def update(self, x: Tensor) -> None:
         x = x.detach()[-self.size:]
         n = len(x)
-        pos = (int(self.ptr) + torch.arange(n, device=self.x.device)) % self.size
+        pos = (self._ptr + torch.arange(n, device=self.x.device)) % self.size
         self.x[pos] = x.to(self.x.dtype)
-        self.ptr.fill_((int(self.ptr) + n) % self.size)
-        self.count.fill_(min(int(self.count) + n, self.size))
+        self._ptr, self._count = (self._ptr + n) % self.size, min(self._count + n, self.size)
+        self.ptr.fill_(self._ptr)
+        self.count.fill_(self._count)
 
     def fresh(self, n, *, rng, cond=None):
         return self.noise.sample(n, rng=rng)
+
+
+def _reread_counters(buffer: ReplayBuffer, _incompatible) -> None:
+    buffer._count, buffer._ptr = int(buffer.count), int(buffer.ptr)
 
 
 @attrs.frozen
