@@ -61,10 +61,9 @@ import statistics
 import time
 
 import torch
-from torch import nn
-
 from ebm_hmc import HMC
 from ebm_langevin import MALA, Langevin
+from torch import nn
 
 STEP = 0.01
 NOISE = math.sqrt(2 * STEP)
@@ -128,8 +127,8 @@ def hand_loop(x, energy, n_steps, s=STEP, sigma=NOISE):
     return x
 
 
-def ebm_loop(x, energy, n_steps, rng):
-    return Langevin(step_size=STEP, n_steps=n_steps, noise=NOISE).run(x, energy, rng=rng)
+def ebm_langevin(compile=False):
+    return Langevin(step_size=STEP, noise=NOISE, compile=compile)
 
 
 def _energy_and_grad(energy, x):
@@ -154,8 +153,8 @@ def hand_mala(x, energy, n_steps, s=STEP):
     return x
 
 
-def ebm_mala(x, energy, n_steps, rng):
-    return MALA(step_size=STEP, n_steps=n_steps).run(x, energy, rng=rng)
+def ebm_mala(compile=False):
+    return MALA(step_size=STEP, compile=compile)
 
 
 def _metropolis(log_ratio, current, proposal):
@@ -183,13 +182,13 @@ def hand_hmc(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
     return x
 
 
-def ebm_hmc(x, energy, n_steps, rng):
-    return HMC(step_size=STEP, n_leapfrog=LEAPFROG, n_steps=n_steps).run(x, energy, rng=rng)
+def ebm_hmc(compile=False):
+    return HMC(step_size=STEP, n_leapfrog=LEAPFROG, compile=compile)
 
 
-# name, (ebm loop, hand loop), gradients per chain step
+# name, (ebm sampler factory, hand loop), gradients per chain step
 SAMPLERS = {
-    "langevin": (ebm_loop, hand_loop, 1),
+    "langevin": (ebm_langevin, hand_loop, 1),
     "mala": (ebm_mala, hand_mala, 1),
     "hmc": (ebm_hmc, hand_hmc, LEAPFROG),
 }
@@ -211,30 +210,51 @@ def timed(fn):
     return time.perf_counter() - t
 
 
-def bench(make_energy, shape, batch, steps, repeats, warmup, sampler="langevin"):
+def _ebm_loop(sampler):
+    """ebm's sampler as a loop; one sampler object per benchmark, so a compiled one compiles once."""
+    return lambda x, energy, n_steps, rng: sampler.run(x, energy, n_steps, rng=rng)
+
+
+def contenders(sampler: str, compiled: bool, peers: dict) -> dict:
+    """name → loop ``fn(x0, energy, n_steps, rng)``; "hand" is the reference."""
+    make, hand_fn, _ = SAMPLERS[sampler]
+    out = {"hand": lambda x, energy, n_steps, rng: hand_fn(x, energy, n_steps), "ebm": _ebm_loop(make())}
+    if compiled:
+        out["ebm compiled"] = _ebm_loop(make(compile=True))
+    for peer, loops in peers.items():
+        if sampler in loops:
+            out[peer] = loops[sampler]
+    return out
+
+
+def bench(make_energy, shape, batch, steps, repeats, warmup, sampler="langevin", compiled=False, peers=None):
     torch.manual_seed(0)
     energy = make_energy().to(DEVICE)
     rng = torch.Generator(device=DEVICE).manual_seed(0)
-    x0 = lambda: torch.randn(batch, *shape, device=DEVICE)  # noqa: E731
-    ebm_fn, hand_fn, grads_per_step = SAMPLERS[sampler]
+    x0 = lambda: torch.randn(batch, *shape, device=DEVICE)
+    grads_per_step = SAMPLERS[sampler][2]
     chain = steps // grads_per_step  # the same number of gradients for every sampler
-    runs = {"ebm": lambda: ebm_fn(x0(), energy, chain, rng),
-            "hand": lambda: hand_fn(x0(), energy, chain)}
-    for _ in range(warmup):
+    runs = {k: functools.partial(fn, energy=energy, n_steps=chain, rng=rng)
+            for k, fn in contenders(sampler, compiled, peers or {}).items()}
+    for _ in range(warmup):  # the first run of a compiled sampler compiles
         for fn in runs.values():
-            fn()
+            fn(x0())
     times = {k: [] for k in runs}
+    names = list(runs)
     for i in range(repeats):
-        # alternate which goes first, so neither always follows the other
-        for k in (("ebm", "hand") if i % 2 == 0 else ("hand", "ebm")):
-            times[k].append(timed(runs[k]))
+        # rotate the order, so that none always follows another
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            times[k].append(timed(functools.partial(runs[k], x0())))
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: batch * steps / t for k, t in med.items()}
-    # ratio within each ebm/hand pair, which cancels slow drifts in machine load
-    paired = statistics.median(h / e for e, h in zip(times["ebm"], times["hand"]))
-    return {"ebm_steps_per_s": rate["ebm"], "hand_steps_per_s": rate["hand"],
-            "ratio": rate["ebm"] / rate["hand"], "paired_ratio": paired, "batch": batch,
-            "steps": steps, "repeats": repeats, "times_s": times}
+    out = {"batch": batch, "steps": steps, "repeats": repeats, "times_s": times, "rate": rate,
+           "ratio": {}, "paired_ratio": {}}
+    for k in runs:
+        if k != "hand":
+            out["ratio"][k] = rate[k] / rate["hand"]
+            # ratio within each repeat's pair, which cancels slow drifts in machine load
+            out["paired_ratio"][k] = statistics.median(h / e for e, h in zip(times[k], times["hand"]))
+    return out
 
 
 def cpu_model() -> str:
@@ -261,7 +281,22 @@ def main() -> None:
                     help="only the workloads whose name contains this text (e.g. conv28)")
     ap.add_argument("--device", default="cpu",
                     help="run.device syntax: cpu (default), auto, cuda, cuda:N, mps")
+    ap.add_argument("--compile", action="store_true", help="also time ebm's samplers with compile=True")
+    ap.add_argument("--steps-per-call", type=int, default=None,
+                    help="compiled steps per call (ebmcore.compiled.STEPS_PER_CALL) to try")
+    ap.add_argument("--peers", action="store_true",
+                    help="also time the peer libraries that are installed (pip install 'ebmcore[bench]')")
     args = ap.parse_args()
+    if args.steps_per_call:
+        import ebmcore.compiled
+
+        ebmcore.compiled.STEPS_PER_CALL = args.steps_per_call
+    peers = {}
+    if args.peers:
+        import peers as peer_loops
+
+        peers = peer_loops.samplers()
+        print("peers: " + (", ".join(f"{k} {v}" for k, v in peer_loops.installed().items()) or "none installed"))
     global DEVICE
     from ebmcore.devices import resolve_device
 
@@ -284,14 +319,15 @@ def main() -> None:
         unit = "steps/s" if SAMPLERS[sampler][2] == 1 else "grads/s"
         print(f"\n{sampler}" + (f" ({LEAPFROG} leapfrog steps; K/{LEAPFROG} HMC steps, rates in gradient "
                                  "evaluations)" if unit == "grads/s" else ""))
-        print(f"{'workload':<18} {'ebm ' + unit:>12} {'hand ' + unit:>13} {'ratio':>7} {'paired':>7}")
+        print(f"{'workload':<18} {'':<14} {unit:>12} {'ratio':>7} {'paired':>7}")
         for name, make_energy, shape, batch, steps in WORKLOADS:
             if args.workloads not in name:
                 continue
-            r = bench(make_energy, shape, batch, steps, repeats, warmup, sampler)
+            r = bench(make_energy, shape, batch, steps, repeats, warmup, sampler, args.compile, peers)
             results[f"{sampler}: {name}"] = r
-            print(f"{name:<18} {r['ebm_steps_per_s']:>12,.0f} {r['hand_steps_per_s']:>13,.0f} "
-                  f"{r['ratio']:>7.3f} {r['paired_ratio']:>7.3f}", flush=True)
+            for i, (k, rate) in enumerate(r["rate"].items()):
+                ratios = "" if k == "hand" else f" {r['ratio'][k]:>7.3f} {r['paired_ratio'][k]:>7.3f}"
+                print(f"{name if i == 0 else '':<18} {k:<14} {rate:>12,.0f}{ratios}", flush=True)
     noisy = [n for n, r in results.items()
              if any(max(t) > 1.5 * min(t) for t in r["times_s"].values())]
     if noisy:

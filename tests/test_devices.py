@@ -102,4 +102,4 @@ def test_the_conv_langevin_benchmark_runs_on_the_device(tmp_path, device):
     result = json.loads(out.read_text())
     assert result["machine"]["device"].startswith(device)
     assert list(result["results"]) == ["langevin: conv28 b128 k60"]
-    assert result["results"]["langevin: conv28 b128 k60"]["ebm_steps_per_s"] > 0
+    assert result["results"]["langevin: conv28 b128 k60"]["rate"]["ebm"] > 0
