@@ -12,9 +12,9 @@ Three things make a kernel compile without changing it:
 - Randomness: a ``torch.Generator`` cannot enter a compiled graph, so the kernel's draws
   (:func:`ebmcore.sampling.normal_like`, :func:`~ebmcore.sampling.uniform_like`) are made
   in advance from the chain's ``rng``, in the order the eager kernel makes them, and passed
-  in. The first call for each shape of x runs eagerly and records what the kernel draws. A
-  compiled chain therefore uses the same random numbers as the eager one, and differs only
-  by floating-point rounding.
+  in (a trial step, once per shape of x, tells what the kernel draws). A compiled chain
+  therefore uses the same random numbers as the eager one and differs from it only by
+  floating-point rounding; two compiled chains from the same seed are identical.
 - State the compiler would specialise on: a kernel says when a step must run eagerly
   (:meth:`ebmcore.Sampler.compilable`, e.g. HMC while it adapts its step size).
 
@@ -42,14 +42,14 @@ _DRAW = {"normal": normal_like, "uniform": uniform_like}
 
 
 class _Recorder:
-    """A stand-in for ``rng`` during one eager step: draws from it and notes each draw."""
+    """A stand-in for ``rng`` in a trial step: notes what the kernel draws, draws nothing."""
 
-    def __init__(self, rng: torch.Generator):
-        self.rng, self.spec = rng, []
+    def __init__(self):
+        self.spec = []
 
     def draw(self, kind: str, like: Tensor) -> Tensor:
         self.spec.append((kind, like))
-        return _DRAW[kind](like, self.rng)
+        return torch.zeros_like(like, memory_format=torch.contiguous_format)
 
 
 class _Drawn:
@@ -88,13 +88,10 @@ class CompiledSteps:
         k = min(n, STEPS_PER_CALL)
         key = (state.x.shape, state.x.dtype, state.x.device)
         spec = self.draws.get(key)
-        if spec is None:  # the first call for this shape runs eagerly, recording the kernel's draws
-            recorder = _Recorder(rng)
-            state, info = sampler.step(state, energy, rng=recorder, cond=cond, mask=mask)
-            self.draws[key] = recorder.spec
-            for _ in range(k - 1):
-                state, info = sampler.step(state, energy, rng=rng, cond=cond, mask=mask)
-            return state, info, k
+        if spec is None:  # a trial step, thrown away, tells what the kernel draws for this shape
+            recorder = _Recorder()
+            sampler.step(state, energy, rng=recorder, cond=cond, mask=mask)
+            spec = self.draws[key] = recorder.spec
         draws = [_DRAW[kind](like, rng) for _ in range(k) for kind, like in spec]
         try:
             out = self._compiled(k, key)(state, energy, draws, cond, mask)

@@ -17,7 +17,7 @@ from torch import nn
 
 import ebmcore.compiled
 from ebmcore import run_recipe
-from ebmcore.testing import check_gaussian_2d
+from ebmcore.testing import check_gaussian_2d, check_masked_conditional, check_rng_discipline
 
 
 class MLP(nn.Module):
@@ -27,7 +27,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(nn.Linear(2, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 1))
 
     def forward(self, x, cond=None):
-        return self.net(x).squeeze(-1)
+        return self.net(x).squeeze(-1) + x.pow(2).sum(1) / 2  # a bowl, so that chains stay near 0
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +58,6 @@ def test_a_compiled_chain_is_the_eager_chain(kernel):
     sampler = KERNELS[kernel](True)
     mask = torch.zeros(64, 2, dtype=torch.bool)
     mask[:8, 0] = True  # some observed coordinates
-    # the first chain of a shape runs eagerly and records the draws; the second is compiled
     for kw in ({}, {"mask": mask}):
         eager = _chain(KERNELS[kernel](False), energy, 10, **kw)
         compiled = _chain(sampler, energy, 10, **kw)
@@ -72,7 +71,7 @@ def test_a_compiled_chain_is_the_eager_chain(kernel):
 def test_chains_longer_than_one_call_end_with_a_shorter_call():
     energy = MLP()
     sampler = Langevin(step_size=0.05, compile=True)
-    _chain(sampler, energy, 10)  # records
+    _chain(sampler, energy, 10)
     torch.testing.assert_close(_chain(sampler, energy, 13), _chain(Langevin(step_size=0.05), energy, 13),
                                atol=1e-5, rtol=1e-5)
     assert sorted(k for k, _ in sampler._compiled_steps.calls) == [3, 10]
@@ -85,6 +84,24 @@ def test_the_history_of_a_compiled_chain_is_the_eager_history():
     assert compiled[1].keys() == eager[1].keys() and len(compiled[1]["x"]) == 12
     for k in eager[1]:
         torch.testing.assert_close(compiled[1][k].float(), eager[1][k].float(), atol=1e-5, rtol=1e-5)
+
+
+class NaNAbove(nn.Module):
+    """A quadratic bowl whose energy is NaN for x₀ > 0.5 (check_nan_rejected's, without its counter)."""
+
+    def forward(self, x, cond=None):
+        e = x.pow(2).sum(1) / 2
+        return torch.where(x[:, 0] > 0.5, torch.full_like(e, float("nan")), e)
+
+
+@pytest.mark.parametrize("make", [lambda: MALA(step_size=0.5, compile=True),
+                                  lambda: HMC(step_size=0.5, n_leapfrog=3, compile=True)], ids=["mala", "hmc"])
+def test_compiled_metropolis_kernels_reject_nan_energy_proposals(make):
+    sampler, rng = make(), torch.Generator().manual_seed(0)
+    x, history = sampler.run(torch.full((512, 2), -1.0), NaNAbove(), 20, rng=rng, trace=True)
+    assert sampler._compiled_steps.calls and not history["acceptance_prob"].isnan().any()
+    assert (history["acceptance_prob"] == 0).any(), "no proposal reached the NaN region"
+    assert x.isfinite().all() and (x[:, 0] <= 0.5).all()
 
 
 def test_compiled_langevin_samples_a_known_gaussian():
@@ -126,3 +143,21 @@ def test_a_recipe_can_ask_for_compiled_sampling(tiny, tmp_path):
         warnings.simplefilter("error", RuntimeWarning)  # no fallback
         record = run_recipe(tiny, out=str(tmp_path / "run"), progress=False)
     assert record["step"] == 3
+
+
+# the kit's discipline checks, with the plugin tests' settings (a compile each: -m slow);
+# the statistical checks run compiled in the plugins' tests and tests/test_conformance.py
+@pytest.mark.slow
+@pytest.mark.parametrize("check, make", [
+    (check_rng_discipline, lambda: Langevin(step_size=0.1, n_steps=25, compile=True)),
+    (check_rng_discipline, lambda: MALA(step_size=0.3, n_steps=25, compile=True)),
+    (check_rng_discipline, lambda: HMC(step_size=0.3, n_leapfrog=3, n_steps=25, adapt_steps=5, compile=True)),
+    (check_masked_conditional, lambda: MALA(step_size=0.3, n_steps=200, compile=True)),
+    (check_masked_conditional, lambda: HMC(step_size=0.3, n_leapfrog=5, n_steps=60, adapt_steps=20, compile=True)),
+], ids=["rng langevin", "rng mala", "rng hmc", "mask mala", "mask hmc"])
+def test_compiled_kernels_pass_the_discipline_checks(check, make):
+    sampler = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to eager
+        check(sampler)
+    assert sampler._compiled_steps.calls, "the compiled path did not run"

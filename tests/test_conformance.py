@@ -79,10 +79,12 @@ def _few_threads():
     torch.set_num_threads(threads)
 
 
+# compiled: the same checks through torch.compile (a compile per target: run with -m slow)
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow, id="compiled")])
 @pytest.mark.parametrize("check", CHECKS, ids=ids)
-def test_ula_with_a_small_step_passes(check):
+def test_ula_with_a_small_step_passes(check, compile):
     step, n = ULA_SETTINGS[check]
-    result = check(Langevin(step_size=step, n_steps=n))
+    result = check(Langevin(step_size=step, n_steps=n, compile=compile))
     assert isinstance(result, dict) and result
 
 

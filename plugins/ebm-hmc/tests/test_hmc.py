@@ -111,11 +111,13 @@ _CONFORMANCE = [("check_anisotropic_gaussian", 0.05, 5, 60), ("check_gaussian_10
                 ("check_mixture", 0.3, 3, 100), ("check_banana", 0.1, 8, 100)]
 
 
+# compiled: the same checks through torch.compile (a compile per target: run with -m slow)
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow, id="compiled")])
 @pytest.mark.parametrize("check, step_size, n_leapfrog, n_steps", _CONFORMANCE, ids=[c[0] for c in _CONFORMANCE])
-def test_hmc_passes_the_conformance_checks(check, step_size, n_leapfrog, n_steps):
+def test_hmc_passes_the_conformance_checks(check, step_size, n_leapfrog, n_steps, compile):
     import ebmcore.testing
 
     if not hasattr(ebmcore.testing, check):
         pytest.skip(f"ebmcore.testing has no {check}")
     getattr(ebmcore.testing, check)(HMC(step_size=step_size, n_leapfrog=n_leapfrog, n_steps=n_steps,
-                                        adapt_steps=n_steps * 2 // 5))
+                                        adapt_steps=n_steps * 2 // 5, compile=compile))

@@ -83,10 +83,12 @@ _CONFORMANCE = [("check_anisotropic_gaussian", 0.003, 300), ("check_gaussian_10d
                 ("check_mixture", 0.1, 300), ("check_banana", 0.05, 600)]
 
 
+# compiled: the same checks through torch.compile (a compile per target: run with -m slow)
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow, id="compiled")])
 @pytest.mark.parametrize("check, step_size, n_steps", _CONFORMANCE, ids=[c[0] for c in _CONFORMANCE])
-def test_mala_passes_the_conformance_checks(check, step_size, n_steps):
+def test_mala_passes_the_conformance_checks(check, step_size, n_steps, compile):
     import ebmcore.testing
 
     if not hasattr(ebmcore.testing, check):
         pytest.skip(f"ebmcore.testing has no {check}")
-    getattr(ebmcore.testing, check)(MALA(step_size=step_size, n_steps=n_steps))
+    getattr(ebmcore.testing, check)(MALA(step_size=step_size, n_steps=n_steps, compile=compile))
