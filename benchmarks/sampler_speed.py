@@ -13,8 +13,8 @@ batch through a small MLP, and a small conv net on 1×28×28).
 ``--device cuda`` (``run.device`` syntax: ``auto``, ``cuda:N``, ``mps``) runs every workload
 on that device, the conv one included; each timing then waits for the device to finish.
 
-How: one process, ``torch.set_num_threads(2)`` (``--threads N`` to change it). Both loops
-are warmed up, then run alternately (ABAB…) from a fresh x0 of the same shape each repeat;
+How: one process, ``torch.set_num_threads(2)`` (``--threads N`` to change it). All loops
+are warmed up, then run in turn (ABAB…) from a fresh x0 of the same shape each repeat;
 the median time of each is reported. Interleaving makes the *ratio* robust to a busy
 machine even when the absolute numbers are not. ``ratio`` = ebm / hand steps/s from the
 medians: 1.0 means ebm adds no overhead, below 1 means ebm is slower. ``paired`` is the
@@ -45,8 +45,15 @@ eval mode (no effect on these nets, which have no dropout or batch norm) and tur
 gradients off and back on around every chain; the hand loop toggles ``requires_grad``
 likewise, inside its timing.
 
+``--compile`` adds ebm's samplers built with ``compile=True`` (:mod:`ebmcore.compiled`;
+the first runs, untimed, compile), ``--steps-per-call N`` tries another number of steps
+per compiled call. ``--peers`` adds the installed peer libraries' samplers with the same
+settings (``pip install "ebmcore[bench]"``; the adapters and what differs are in
+``benchmarks/peers.py``). Every contender is timed against the same hand loop, in rotating
+order within each repeat; ``ratio`` and ``paired`` are relative to the hand loop.
+
 Usage: ``python benchmarks/sampler_speed.py [--quick] [--json PATH] [--threads N] [--repeats N]
-[--samplers langevin,mala,hmc]``
+[--samplers langevin,mala,hmc] [--workloads TEXT] [--compile] [--steps-per-call N] [--peers]``
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ Usage: ``python benchmarks/training_speed.py [--quick] [--json PATH] [--threads 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -262,33 +263,44 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t
 
 
-def bench(name: str, rounds: int, block: int | None, device: str | None, warmup: int = 1) -> dict:
+def bench(name: str, rounds: int, block: int | None, device: str | None, warmup: int = 1,
+          compiled: bool = False) -> dict:
+    """Time ``ebm`` (and with ``compiled`` also ``ebm compiled``: the recipe with
+    sampler.compile = true) against ``hand``, in rounds of one block each, rotating the order."""
     recipe_path = WORKLOADS[name][0]
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix=f"ebm-training-speed-{name}-") as tmp:
         run = build_run(recipe_path, Path(tmp) / "run", device=device)
         block = block or run.recipe.run.log_every
+        stepped = {"ebm": EbmSteps(run)}
+        if compiled:
+            stepped["ebm compiled"] = EbmSteps(build_run(recipe_path, Path(tmp) / "compiled", ["sampler.compile=true"],
+                                                         device=device))
         hand = hand_from_run(run)
-        ebm = EbmSteps(run)
         try:
-            fns = {"ebm": lambda: ebm.steps(block), "hand": lambda: hand.steps(block)}
-            for _ in range(warmup):
+            fns = {k: functools.partial(e.steps, block) for k, e in stepped.items()}
+            fns["hand"] = functools.partial(hand.steps, block)
+            for _ in range(warmup):  # the compiled run compiles here
                 for fn in fns.values():
                     fn()
             times: dict[str, list[float]] = {k: [] for k in fns}
+            names = list(fns)
             for i in range(rounds):
-                # alternate which goes first, so neither always follows the other
-                for k in (("ebm", "hand") if i % 2 == 0 else ("hand", "ebm")):
+                # rotate the order, so that none always follows another
+                for k in names[i % len(names):] + names[:i % len(names)]:
                     times[k].append(timed(fns[k], run.device))
         finally:
-            ebm.close()
+            for e in stepped.values():
+                e.close()
     per_step = {k: statistics.median(v) / block for k, v in times.items()}
     rate = {k: 1 / t for k, t in per_step.items()}
-    paired = statistics.median(h / e for e, h in zip(times["ebm"], times["hand"]))
-    return {"recipe": str(recipe_path.relative_to(ROOT)), "ebm_steps_per_s": rate["ebm"],
-            "hand_steps_per_s": rate["hand"], "ratio": rate["ebm"] / rate["hand"], "paired_ratio": paired,
-            "batch": run.stream.batch_size, "log_every": run.recipe.run.log_every, "block_steps": block,
-            "rounds": rounds, "warmup_blocks": warmup, "device": str(run.device), "times_s": times}
+    out = {"recipe": str(recipe_path.relative_to(ROOT)), "rate": rate, "ratio": {}, "paired_ratio": {},
+           "batch": run.stream.batch_size, "log_every": run.recipe.run.log_every, "block_steps": block,
+           "rounds": rounds, "warmup_blocks": warmup, "device": str(run.device), "times_s": times}
+    for k in stepped:
+        out["ratio"][k] = rate[k] / rate["hand"]
+        out["paired_ratio"][k] = statistics.median(h / e for e, h in zip(times[k], times["hand"]))
+    return out
 
 
 def main() -> None:
@@ -303,6 +315,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=None,
                     help="training steps per timed block (default the recipe's log_every; quick: toy 5, fmnist 2)")
     ap.add_argument("--device", default="cpu", help="run.device syntax: cpu (default), auto, cuda, cuda:N, mps")
+    ap.add_argument("--compile", action="store_true", help="also time the recipe with sampler.compile = true")
     args = ap.parse_args()
     names = [w for w in args.workloads.split(",") if w]
     for w in names:
@@ -318,17 +331,19 @@ def main() -> None:
                "loadavg_1min_at_start": os.getloadavg()[0]}
     print(f"device {machine['device']}  torch {machine['torch']}  threads {machine['threads']}  cpu {machine['cpu']} "
           f"({machine['cores']} cores, load {machine['loadavg_1min_at_start']:.1f})" + ("  QUICK (smoke run)" if args.quick else ""))
-    print(f"{'workload':<8} {'recipe':<30} {'ebm steps/s':>12} {'hand steps/s':>13} {'ratio':>7} {'paired':>7}")
+    print(f"{'workload':<8} {'':<14} {'steps/s':>9} {'ratio':>7} {'paired':>7}")
     results = {}
     for name in names:
         default_rounds, (quick_rounds, quick_block) = WORKLOADS[name][1], WORKLOADS[name][2]
         rounds = args.rounds or (quick_rounds if args.quick else default_rounds)
         block = args.block or (quick_block if args.quick else None)
-        r = bench(name, rounds, block, args.device)
+        r = bench(name, rounds, block, args.device, compiled=args.compile)
         results[name] = r
-        print(f"{name:<8} {r['recipe']:<30} {r['ebm_steps_per_s']:>12.2f} {r['hand_steps_per_s']:>13.2f} "
-              f"{r['ratio']:>7.3f} {r['paired_ratio']:>7.3f}   ({r['rounds']} rounds of {r['block_steps']} steps, "
-              f"batch {r['batch']}, log_every {r['log_every']})", flush=True)
+        for i, (k, rate) in enumerate(r["rate"].items()):
+            ratios = f" {r['ratio'][k]:>7.3f} {r['paired_ratio'][k]:>7.3f}" if k in r["ratio"] else " " * 16
+            note = (f"   ({r['recipe']}: {r['rounds']} rounds of {r['block_steps']} steps, batch {r['batch']}, "
+                    f"log_every {r['log_every']})") if i == 0 else ""
+            print(f"{name if i == 0 else '':<8} {k:<14} {rate:>9.2f}{ratios}{note}", flush=True)
     noisy = [n for n, r in results.items() if any(max(t) > 1.5 * min(t) for t in r["times_s"].values())]
     if noisy:
         print(f"note: block times of {', '.join(noisy)} varied more than 1.5x between rounds (busy machine?); "

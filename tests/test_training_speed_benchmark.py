@@ -39,13 +39,14 @@ def test_quick_run_prints_a_ratio(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH), "--quick", "--workloads", "toy", "--threads", "1",
                         "--json", str(out)], check=False, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if line.startswith("toy ")]
-    assert len(rows) == 1, r.stdout
-    ebm, hand, ratio, paired = (float(v) for v in rows[0].split()[2:6])
+    rows = [line.split() for line in r.stdout.splitlines() if line.startswith("toy ")]
+    assert len(rows) == 1 and rows[0][1] == "ebm", r.stdout
+    ebm, ratio, paired = (float(v) for v in rows[0][2:5])
+    res = json.loads(out.read_text())["results"]["toy"]
+    hand = res["rate"]["hand"]
     assert ebm > 0 and hand > 0 and math.isclose(ratio, ebm / hand, rel_tol=0.01)
     assert 0.05 < ratio < 20 and 0.05 < paired < 20, r.stdout
     assert "fmnist" not in r.stdout
-    res = json.loads(out.read_text())["results"]["toy"]
     assert res["recipe"] == "recipes/toy2d-persistent.toml" and res["batch"] == 256
 
 
