@@ -30,6 +30,10 @@ class Energy(nn.Module):
     Any ``nn.Module`` with that contract works as an energy; subclassing is optional.
     """
 
+    #: False for an energy over another space than the data's (a latent prior): data
+    #: pictures then draw no density of it on the data's axes
+    over_data: bool = True
+
     @abc.abstractmethod
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor: ...
 

@@ -43,6 +43,8 @@ class LatentMLPConfig:
 class LatentMLPPrior(Energy):
     """E(z) = f_α(z) + ‖z‖²/2."""
 
+    over_data = False
+
     def __init__(self, latent_dim: int, hidden=(200, 200), activation: str = "leaky_relu"):
         super().__init__()
         self.latent_dim = latent_dim
@@ -68,6 +70,8 @@ class LatentGaussianConfig:
 
 class GaussianPrior(Energy):
     """E(z) = ‖z‖²/2; no parameters."""
+
+    over_data = False
 
     def __init__(self, latent_dim: int):
         super().__init__()

@@ -170,13 +170,19 @@ TOY = {
 
 @pytest.mark.parametrize("objective", ["latent_ebm", "abp"])
 def test_both_objectives_run_from_a_recipe_with_no_sampler(tmp_path, objective):
-    recipe = {**TOY, "objective": {"type": objective, "posterior_steps": 5}}
+    # a 4-d latent: the end-of-run figure must not feed the prior the data's 2-d grid
+    recipe = {**TOY, "objective": {"type": objective, "posterior_steps": 5},
+              "energy": {**TOY["energy"], "latent_dim": 4}, "generator": {**TOY["generator"], "latent_dim": 4}}
     if objective == "abp":
-        recipe = {**recipe, "energy": {"type": "latent_gaussian", "latent_dim": 2},
+        recipe = {**recipe, "energy": {"type": "latent_gaussian", "latent_dim": 4},
                   "optim": {"generator": {"lr": 1e-3}}}
     record = run_recipe(recipe, out=str(tmp_path / objective), progress=False)
     assert math.isfinite(record["mmd2"]) and math.isfinite(record["loss/generator"])
     assert ("loss/energy" in record) == (objective == "latent_ebm")
+    from PIL import Image
+
+    with Image.open(tmp_path / objective / "density.png") as im:  # data and samples only
+        assert im.width < im.height * 2.5
 
 
 def test_a_mismatched_latent_dim_in_a_recipe_names_both_keys(tmp_path):

@@ -62,6 +62,9 @@ class ToyData(Data):
         return self.evaluate(g)
 
     def report(self, out_dir: Path, samples, energy) -> None:
+        if not getattr(energy, "over_data", True):  # a latent prior: no density on the data's axes
+            density_png(self.test, samples, None, Path(out_dir) / "density.png", bounds=self.bounds)
+            return
         was_training = energy.training
         energy.eval()
         device = next((p.device for p in energy.parameters()), torch.device("cpu"))

@@ -74,18 +74,23 @@ def _density_grid(energy_fn: Callable[[Tensor], Tensor], bounds: tuple[float, fl
     return density.reshape(resolution, resolution).numpy()
 
 
-def density_png(data: Tensor, samples: Tensor, energy_fn: Callable[[Tensor], Tensor], path, *,
+def density_png(data: Tensor, samples: Tensor, energy_fn: Callable[[Tensor], Tensor] | None, path, *,
                 bounds: tuple[float, float], resolution: int = 200) -> None:
     """Write three panels to the PNG ``path``: data, samples, and the density exp(-E) on a grid.
 
     ``energy_fn`` maps a (k, 2) float32 CPU tensor to k energies; it is called
-    under ``torch.no_grad()`` on chunks of at most 20,000 grid points.
+    under ``torch.no_grad()`` on chunks of at most 20,000 grid points. Without it
+    (an energy that is not over the data) only the first two panels are drawn.
     """
-    density = _density_grid(energy_fn, bounds, resolution)
-    fig = Figure(figsize=(12, 4))
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(12 if energy_fn else 8, 4))
+    axes = fig.subplots(1, 3 if energy_fn else 2)
     _scatter(axes[0], data, bounds, "data")
     _scatter(axes[1], samples, bounds, "samples")
+    if energy_fn is None:
+        fig.tight_layout()
+        _save(fig, path)
+        return
+    density = _density_grid(energy_fn, bounds, resolution)
     lo, hi = bounds
     axes[2].imshow(density, origin="lower", extent=(lo, hi, lo, hi), cmap="viridis", interpolation="nearest")
     axes[2].set_aspect("equal")
