@@ -15,7 +15,11 @@ p_θ = p_data, so the model is self-normalised: exp(−E − c) integrates to ab
   accuracy: a step trains the EBM while it is below the threshold, else the flow (the
   alternation of public FCE code, e.g. lifeitech/fce-2d, threshold 0.6); updating both
   every step (unset), a flow that sharpens faster than the EBM's log-density can follow
-  wins outright (digits: accuracy 0.04 after 600 steps).
+  wins outright (digits: accuracy 0.04 after 600 steps). The alternation stops training
+  the EBM as soon as it barely beats the flow; with ``flow_frozen_after`` a last phase
+  trains the EBM alone against the frozen flow (NCE with the learned flow as noise), so
+  its density correction over the flow is learned to the end (eight Gaussians: MMD² of
+  Langevin-revised flow samples 0.0194 before that phase, 0.0080 after it).
 
 Sampling: NCE learns a density, not a sampler. ``nce`` draws by Langevin chains of the
 recipe's sampler started from the noise q (the distribution the energy was contrasted
@@ -99,6 +103,10 @@ class FCEConfig:
         default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.le(1)]),
         metadata={"doc": "a step trains the EBM while the classifier's accuracy is below this, else the "
                          "flow (public FCE code: 0.6); unset: both every step"})
+    flow_frozen_after: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0)),
+        metadata={"doc": "after this many updates only the EBM trains, against the frozen flow (NCE with "
+                         "the learned flow as noise); unset: the players never stop"})
 
 
 class SelfNormalised(nn.Module):
@@ -204,13 +212,17 @@ class FlowContrastive(_Contrastive):
     name = "fce"
 
     def __init__(self, energy, flow: RealNVP, sampler=None, *, noise_ratio: int = 1,
-                 data_noise: float = 0.0, sample_steps: int = 0, accuracy_threshold: float | None = None):
+                 data_noise: float = 0.0, sample_steps: int = 0, accuracy_threshold: float | None = None,
+                 flow_frozen_after: int | None = None):
         super().__init__(energy, noise_ratio=noise_ratio, data_noise=data_noise)
         if sample_steps and sampler is None:
             raise EbmError(f"objective 'fce' with sample_steps = {sample_steps} needs a [sampler] section "
                            "(or sample_steps = 0: the flow's samples alone)")
         self.flow, self.sampler, self.sample_steps = flow, sampler, sample_steps
-        self.accuracy_threshold = accuracy_threshold
+        self.accuracy_threshold, self.flow_frozen_after = accuracy_threshold, flow_frozen_after
+        if flow_frozen_after is not None:
+            # counts loss() calls; a buffer, so checkpoints and exact resume keep the phase
+            self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_config(cls, c: FCEConfig, ctx) -> FlowContrastive:
@@ -219,7 +231,7 @@ class FlowContrastive(_Contrastive):
         flow = RealNVP.fitted(data.dataset().x, c.flow_layers, c.flow_hidden, c.min_std)
         return cls(ctx.require("energy", who), flow.to(ctx.device), ctx.built.get("sampler"),
                    noise_ratio=c.noise_ratio, data_noise=c.data_noise, sample_steps=c.sample_steps,
-                   accuracy_threshold=c.accuracy_threshold)
+                   accuracy_threshold=c.accuracy_threshold, flow_frozen_after=c.flow_frozen_after)
 
     def param_groups(self):
         # the flow's loss passes through the energy (its samples are scored by E): the runner
@@ -228,10 +240,19 @@ class FlowContrastive(_Contrastive):
 
     def loss(self, batch: Batch, *, rng):
         x = self._data(batch, rng)
-        x_noise, log_q_noise = self.flow.sample(len(x) * self.noise_ratio, rng=rng)
-        log_q_data = self.flow.log_prob(x)
+        frozen = False
+        if self.flow_frozen_after is not None:
+            self.updates += 1
+            # the alternation stops the EBM as soon as it barely beats the flow, so its
+            # log-density over the flow stays weak; this last phase is NCE against the flow
+            frozen = bool(self.updates > self.flow_frozen_after)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            x_noise, log_q_noise = self.flow.sample(len(x) * self.noise_ratio, rng=rng)
+            log_q_data = self.flow.log_prob(x)
         bce, metrics = self._classify(x, log_q_data, x_noise, log_q_noise)
         metrics["flow/log_q_data"] = log_q_data.mean().detach()
+        if frozen:
+            return {"energy": bce}, metrics
         # one value function, two players: the EBM descends the cross-entropy, the flow ascends it
         if self.accuracy_threshold is None:
             return {"flow": -bce, "energy": bce}, metrics

@@ -136,5 +136,28 @@ def test_built_from_a_recipe_section_and_bad_keys_are_named():
         build("objective", "fce", ctx=ctx, flow_hidden=[0])
     with pytest.raises(RecipeError, match=r"\$\.objective\.accuracy_threshold.*<= 1"):
         build("objective", "fce", ctx=ctx, accuracy_threshold=1.5)
+    with pytest.raises(RecipeError, match=r"\$\.objective\.flow_frozen_after.*>= 0"):
+        build("objective", "fce", ctx=ctx, flow_frozen_after=-1)
+    assert build("objective", "fce", ctx=ctx, flow_frozen_after=5).flow_frozen_after == 5
     with pytest.raises(RecipeError, match=r"\$\.objective\.flow_layres.*did you mean 'flow_layers'"):
         build("objective", "fce", ctx=ctx, flow_layres=2)
+
+
+def test_after_flow_frozen_after_updates_only_the_energy_trains_and_the_count_is_checkpointed():
+    torch.manual_seed(0)
+    objective = FlowContrastive(MLPEnergy(), RealNVP((2,), layers=2, hidden=(8,)), flow_frozen_after=2)
+    rng = torch.Generator().manual_seed(0)
+    batch = Batch(torch.randn(32, 2))
+    # unset threshold: both players for the first two updates, then the EBM alone
+    assert [list(objective.loss(batch, rng=rng)[0]) for _ in range(4)] == [
+        ["flow", "energy"], ["flow", "energy"], ["energy"], ["energy"]]
+    # in the frozen phase no gradient reaches the flow (its samples are constants)
+    losses, _ = objective.loss(batch, rng=rng)
+    losses["energy"].backward()
+    assert all(p.grad is None for p in objective.flow.parameters())
+    # the phase is state: a resumed run stays frozen
+    resumed = FlowContrastive(MLPEnergy(), RealNVP((2,), layers=2, hidden=(8,)), flow_frozen_after=2)
+    resumed.load_state_dict(objective.state_dict())
+    assert list(resumed.loss(batch, rng=rng)[0]) == ["energy"]
+    # without the option the state is as before (older checkpoints still load)
+    assert "updates" not in FlowContrastive(MLPEnergy(), RealNVP((2,))).state_dict()
