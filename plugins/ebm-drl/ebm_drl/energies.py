@@ -4,7 +4,9 @@
 (the data's), so a plot of exp(−E(x)) or a task that knows nothing of levels sees the
 model of the data. The level enters every hidden layer as a learned bias computed from a
 sinusoidal embedding of t (the time embedding of DDPM and Gao et al.). Both energies say
-``condition = "level"``, which objective ``drl`` checks.
+``condition = "level"``, which objective ``drl`` checks. ``level_mlp`` can also see random
+Fourier features of its input (``fourier``): on eight Gaussians the plain MLP learned the
+low levels' radial structure but not the angular one (samples on a ring).
 """
 
 import math
@@ -25,6 +27,11 @@ class LevelMLPConfig:
     hidden: tuple[int, ...] = attrs.field(default=(128, 128), validator=cfg.positive_widths,
                                           metadata={"doc": "hidden layer widths"})
     embedding: int = cfg.positive("size of the sinusoidal level embedding", default=32)
+    fourier: int = cfg.non_negative("random Fourier features of the input (sin and cos of fourier "
+                                    "projections, Tancik et al. 2020) fed with it to the first layer; "
+                                    "0: the input alone", default=0)
+    fourier_scale: float = cfg.positive("std of the random Fourier frequencies (cycles per unit of input)",
+                                        default=1.0)
 
 
 @attrs.frozen
@@ -65,19 +72,27 @@ def _levels(x: Tensor, cond: Tensor | None) -> Tensor:
 class LevelMLP(Energy):
     condition = "level"
 
-    def __init__(self, in_features: int, hidden=(128, 128), embedding: int = 32):
+    def __init__(self, in_features: int, hidden=(128, 128), embedding: int = 32, fourier: int = 0,
+                 fourier_scale: float = 1.0):
         super().__init__()
-        widths = [in_features, *hidden]
+        # fixed random frequencies: a smooth MLP of raw 2-D inputs learns the low levels'
+        # fine structure (eight modes around a ring) far more slowly (spectral bias)
+        self.register_buffer("freqs", 2 * math.pi * fourier_scale * torch.randn(in_features, fourier))
+        widths = [in_features + 2 * fourier, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(widths))
         self.biases = _LevelBiases(embedding, tuple(hidden))
         self.out = nn.Linear(widths[-1], 1)
 
     @classmethod
     def from_config(cls, c: LevelMLPConfig, ctx) -> "LevelMLP":
-        return cls(math.prod(ctx.need_event_shape("energy 'level_mlp'")), c.hidden, c.embedding)
+        return cls(math.prod(ctx.need_event_shape("energy 'level_mlp'")), c.hidden, c.embedding, c.fourier,
+                   c.fourier_scale)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         h = x.flatten(1)
+        if self.freqs.shape[1]:
+            proj = h @ self.freqs
+            h = torch.cat([h, proj.sin(), proj.cos()], dim=1)
         for layer, bias in zip(self.layers, self.biases(_levels(x, cond))):
             h = nn.functional.silu(layer(h) + bias)
         return self.out(h).squeeze(-1)
