@@ -49,7 +49,7 @@ def targets(speed: dict, training: dict) -> list[tuple[str, float, float]]:
             out.append((f"{sampler} {workload}: ebm compiled / hand", paired["ebm compiled"], want))
         best = "ebm compiled" if "ebm compiled" in paired else "ebm"
         for peer in paired:
-            if not peer.startswith("ebm"):  # ahead of every peer: both ratios are to the same hand loop
+            if peer not in ("ebm", "ebm compiled"):  # a peer: both ratios are to the same hand loop
                 out.append((f"{sampler} {workload}: {best} / {peer}", paired[best] / paired[peer], 1.0))
     for name, r in training["results"].items():
         out.append((f"training {name}: ebm / hand", r["paired_ratio"]["ebm"], 0.95))
