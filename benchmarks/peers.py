@@ -71,14 +71,12 @@ Differences (what a peer cannot do exactly like the hand loops):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import importlib.metadata
 import math
 
-import torch
-from sampler_speed import LEAPFROG, NOISE, STEP
+from sampler_speed import LEAPFROG, NOISE, STEP, _frozen_parameters
 
 # name → (distribution, top-level module)
 PEERS = {"torchebm": ("torchebm", "torchebm"), "ebmkit": ("ebmkit", "ebm")}
@@ -95,19 +93,6 @@ def installed() -> dict[str, str]:
             continue
         found[name] = version
     return found
-
-
-@contextlib.contextmanager
-def _frozen(energy):
-    """Parameters need no gradient while sampling (restored after), as in the hand loops."""
-    params = [p for p in energy.parameters() if p.requires_grad] if isinstance(energy, torch.nn.Module) else []
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
 
 
 # ---------------------------------------------------------------- torchebm
@@ -137,17 +122,17 @@ def _torchebm_sampler(kind, energy, device, event_shape, **settings):
                                  mass=None, device=device)
 
 
+@_frozen_parameters  # torchebm leaves the weights' gradients on: keep them off the graph, as the hand loops
 def torchebm_langevin(x, energy, n_steps, rng, s=STEP, sigma=NOISE):
     ula = _torchebm_sampler("langevin", energy, x.device, tuple(x.shape[1:]), s=s, sigma=sigma)
-    with _frozen(energy):
-        return ula.sample(x=x, n_steps=n_steps, generator=rng)
+    return ula.sample(x=x, n_steps=n_steps, generator=rng)
 
 
+@_frozen_parameters
 def torchebm_hmc(x, energy, n_steps, rng, eps=STEP, n_leapfrog=LEAPFROG):
     hmc = _torchebm_sampler("hmc", energy, x.device, tuple(x.shape[1:]), eps=eps, n_leapfrog=n_leapfrog)
-    with _frozen(energy):
-        # (batch, dim) states only: flatten in, view back out
-        return hmc.sample(x=x.flatten(1), n_steps=n_steps, generator=rng).view_as(x)
+    # (batch, dim) states only: flatten in, view back out
+    return hmc.sample(x=x.flatten(1), n_steps=n_steps, generator=rng).view_as(x)
 
 
 # ---------------------------------------------------------------- ebmkit (module `ebm`)

@@ -1,6 +1,7 @@
 import copy
 
 import pytest
+import torch
 
 from support import TINY
 
@@ -24,3 +25,13 @@ def _metrics_cache(tmp_path_factory):
         os.environ.pop("EBM_CACHE_DIR", None)
     else:
         os.environ["EBM_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test, restored after (a thread count left changed
+    would change later in-process results against subprocess runs in the last digit)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

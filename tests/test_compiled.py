@@ -30,12 +30,7 @@ class MLP(nn.Module):
         return self.net(x).squeeze(-1) + x.pow(2).sum(1) / 2  # a bowl, so that chains stay near 0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _chain(sampler, energy, n_steps=20, seed=1, **kw):

@@ -71,12 +71,7 @@ CHECKS = list(ULA_SETTINGS)
 ids = [c.__name__ for c in CHECKS]
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # compiled: the same checks through torch.compile (a compile per target: run with -m slow)

@@ -6,7 +6,6 @@ import math
 import subprocess
 import sys
 
-import torch
 from support import ROOT
 
 SCRIPT = ROOT / "benchmarks" / "ess_per_gradient.py"
@@ -37,11 +36,10 @@ def test_quick_run_prints_a_row_per_sampler_with_finite_ess_per_gradient(tmp_pat
     assert all(math.isfinite(d["min_ess_per_grad"]) and math.isfinite(d["cov_error"]) for d in data["rows"])
 
 
-def test_mala_is_unbiased_where_ula_at_a_large_step_is_not_on_the_10d_gaussian():
+def test_mala_is_unbiased_where_ula_at_a_large_step_is_not_on_the_10d_gaussian(one_thread):
     # ULA's variance along a precision eigenvalue λ is 1/(1 − sλ/2) too large: at s = 0.2 and
     # λ = 4 that is 67 %; MALA at the benchmark's step has no bias, only sampling error
     # (≈ 2·sqrt(10/ESS), ESS in the thousands here)
-    torch.set_num_threads(1)
     bench = _load()
     t = bench.targets()["gaussian_10d"]
     mala = bench.measure(t, bench.MALA(step_size=t.mala_step, n_steps=300), 1, 0, chains=100)
