@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ebmcore.runner import Run
+from ebmcore.train.run import Run
 
 
 def langevin_steps(run: Run) -> int:

@@ -3,7 +3,7 @@
     python benchmarks/ess_per_gradient.py [--chains 200] [--steps 10000] [--targets gaussian_10d,banana]
                                           [--quick] [--json PATH] [--markdown]
 
-The targets are the analytic ones of :mod:`ebmcore.testing`: the correlated 2-D Gaussian,
+The targets are the analytic ones of :mod:`ebmcore.kit.conformance`: the correlated 2-D Gaussian,
 the anisotropic Gaussian (condition number 535), the 10-D Gaussian, the 1-D and 2-D
 mixtures of ``mixture_targets()`` and the banana. On each, every sampler runs ``--chains``
 chains started at exact draws of the target (so no burn-in is needed) for ``--steps``
@@ -20,7 +20,7 @@ gradient evaluations per chain, with ``trace=True``:
   transitions that are discarded and not counted as gradients.
 
 Reported per sampler: the ESS of each coordinate pooled over chains (Geyer's initial
-monotone estimator, :func:`ebmcore.diagnostics.effective_sample_size`), its minimum and
+monotone estimator, :func:`ebmcore.kit.diagnostics.effective_sample_size`), its minimum and
 mean over coordinates divided by the gradient evaluations spent (all chains); the minimum
 over coordinates of the ESS per gradient of (x − μ)², the squared deviation from the exact
 mean (what variance estimates need: chains that nearly flip sign each transition, as HMC
@@ -39,7 +39,7 @@ own; min and mean over modes and coordinates; the pooled values are in the JSON)
 table adds what within-mode ESS hides: the share of chains that visited more than one
 mode (">1 mode": came within 2σⱼ of the centre of a mode other than their own), the
 error of the mode weights over all samples (nearest-mode assignment, as
-:func:`ebmcore.testing.check_mixture`: leaking between modes or divergence shows here),
+:func:`ebmcore.kit.conformance.check_mixture`: leaking between modes or divergence shows here),
 and the per-mode mean and covariance errors (worst mode, in units of σₖ).
 
 ESS is reliable only when the chains are much longer than the autocorrelation time: a
@@ -63,8 +63,7 @@ from ebm_hmc import HMC
 from ebm_langevin import MALA, Langevin
 from torch import Tensor, nn
 
-from ebmcore.diagnostics import effective_sample_size
-from ebmcore.testing import (
+from ebmcore.kit.conformance import (
     ANISOTROPIC_COV,
     BananaEnergy,
     GaussianEnergy,
@@ -73,6 +72,7 @@ from ebmcore.testing import (
     moments,
     standardized_errors,
 )
+from ebmcore.kit.diagnostics import effective_sample_size
 
 LEAPFROG = 5
 ADAPT_STEPS = 100

@@ -38,7 +38,7 @@ def sampling(steps: int, chains: int = 1000) -> None:
 
     import ebmcore
 
-    energy = ebmcore.build("energy", "mlp", ctx=ebmcore.BuildContext(event_shape=(2,)), hidden=[32, 32])
+    energy = ebmcore.BuildContext(event_shape=(2,)).build("energy", "mlp", hidden=[32, 32])
     sampler = ebmcore.build("sampler", "langevin", step_size=0.01, n_steps=steps)
     rng = torch.Generator().manual_seed(0)
     x = sampler.run(torch.randn(chains, 2, generator=rng), energy, rng=rng)
@@ -49,7 +49,7 @@ def training(steps: int, sampler_steps: int = 10) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from support import TINY
 
-    from ebmcore import run_recipe
+    from ebmcore.train import run_recipe
 
     recipe = copy.deepcopy(TINY)
     recipe["run"].update(steps=steps, log_every=100, checkpoint_every=0, eval_samples=200)

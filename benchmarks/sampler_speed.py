@@ -305,7 +305,7 @@ def main() -> None:
         peers = peer_loops.samplers()
         print("peers: " + (", ".join(f"{k} {v}" for k, v in peer_loops.installed().items()) or "none installed"))
     global DEVICE
-    from ebmcore.devices import resolve_device
+    from ebmcore.train.devices import resolve_device
 
     DEVICE = resolve_device(args.device)
     torch.set_num_threads(args.threads)

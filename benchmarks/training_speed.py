@@ -88,8 +88,9 @@ FAR = 10**9  # run.steps, eval_every, sample_every, checkpoint_every: never reac
 def build_run(recipe_path: str | Path, out: str | Path, overrides: list[str] = (), device: str | None = None):
     """The :class:`ebmcore.Run` that ``ebm run RECIPE --out OUT`` builds, with evaluation,
     pictures and checkpoints moved beyond any step this benchmark takes."""
-    from ebmcore import Run, default_host
-    from ebmcore.recipe import load_recipe
+    from ebmcore import default_host
+    from ebmcore.train import Run
+    from ebmcore.train.recipe import load_recipe
 
     host = default_host()
     sets = [f"run.out={json.dumps(str(out))}", f"run.steps={FAR}", f"run.eval_every={FAR}",
@@ -101,12 +102,12 @@ def build_run(recipe_path: str | Path, out: str | Path, overrides: list[str] = (
 
 
 class EbmSteps:
-    """Steps a built run exactly as :meth:`Run.train` does, one ``_train_step`` at a time."""
+    """Steps a built run exactly as :meth:`Run.train` does, one ``train_step`` at a time."""
 
     def __init__(self, run):
         from tqdm import tqdm
 
-        from ebmcore.devices import sampling_precision
+        from ebmcore.sampling import sampling_precision
 
         self.run = run
         self.bar = tqdm(total=run.recipe.run.steps, disable=True)  # `ebm run` when not on a terminal
@@ -120,7 +121,7 @@ class EbmSteps:
         run = self.run
         with self._precision():  # as around Run.train's loop
             for _ in range(k):
-                run._train_step(self.t0, self.bar, self.received)
+                run.train_step(self.t0, self.bar, self.received)
 
     def close(self) -> None:
         self.run._notify("ebm_run_end", run=self.run, record={})
@@ -231,18 +232,18 @@ def hand_from_run(run) -> HandLoop:
     s, g, o = r.sections["sampler"].config, r.sections["generator"].config, r.sections["objective"].config
     if s.temperature != 1 or s.grad_clamp is not None or s.compile or r.run.precision != "fp32":
         raise SystemExit("the hand loop implements temperature 1, no grad_clamp, no compile, fp32")
-    if run.stream.cond is not None:
+    if run.state.stream.cond is not None:
         raise SystemExit("the hand loop implements unconditional data")
     if kinds["generator"] == "replay_buffer" and g.fresh != "uniform":
         raise SystemExit("the hand loop implements a replay buffer refreshed from uniform noise")
     optim = r.optim["energy"]
     if optim.type != "adam":
         raise SystemExit("the hand loop implements Adam")
-    energy = run.ctx.build("energy", r.sections["energy"].type, r.sections["energy"].config).to(run.device)
+    energy = run.ctx.make("energy", r.sections["energy"].type, r.sections["energy"].config).to(run.device)
     energy.load_state_dict(run.ctx.built["energy"].state_dict())
     buffer = {"buffer_size": g.size, "reinit": g.reinit} if kinds["generator"] == "replay_buffer" else {}
     return HandLoop(
-        energy, run.stream.x.to(run.device), batch_size=run.stream.batch_size, lr=optim.lr, betas=optim.betas,
+        energy, run.state.stream.x.to(run.device), batch_size=run.state.stream.batch_size, lr=optim.lr, betas=optim.betas,
         weight_decay=optim.weight_decay, grad_clip=optim.grad_clip, n_steps=s.n_steps, step_size=s.step_size,
         noise=math.sqrt(2 * s.step_size) if s.noise is None else s.noise, clamp=s.clamp,
         data_noise=o.data_noise, alpha=o.alpha, low=g.low, high=g.high, **buffer)
@@ -295,7 +296,7 @@ def bench(name: str, rounds: int, block: int | None, device: str | None, warmup:
     per_step = {k: statistics.median(v) / block for k, v in times.items()}
     rate = {k: 1 / t for k, t in per_step.items()}
     out = {"recipe": str(recipe_path.relative_to(ROOT)), "rate": rate, "ratio": {}, "paired_ratio": {},
-           "batch": run.stream.batch_size, "log_every": run.recipe.run.log_every, "block_steps": block,
+           "batch": run.state.stream.batch_size, "log_every": run.recipe.run.log_every, "block_steps": block,
            "rounds": rounds, "warmup_blocks": warmup, "device": str(run.device), "times_s": times}
     for k in stepped:
         out["ratio"][k] = rate[k] / rate["hand"]
@@ -322,7 +323,7 @@ def main() -> None:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
     torch.set_num_threads(args.threads)
-    from ebmcore.devices import resolve_device
+    from ebmcore.train.devices import resolve_device
 
     device = resolve_device(args.device)
     machine = {"device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),

@@ -1,21 +1,25 @@
-"""ebmcore: the interfaces, registry, recipes and runner of the ebm framework.
+"""ebmcore: the contract of the ebm framework.
 
-The core imports no plugin; components come from plugin distributions found through the
-entry-point group ``ebm``.
+This package is what a plugin author reads: the interfaces, the registry and hooks, the
+plugin host, building components, configs and recipes, and the chain loop. Beside it,
+:mod:`ebmcore.kit` holds what plugins may share (conformance checks, metrics with their
+yardsticks, pictures, masks, losses) and :mod:`ebmcore.train` the training machinery (the
+runner, checkpoints, the divergence guard, distributed runs, the ``ebm`` command).
 """
 
 from ebmcore.build import BuildContext, build
+from ebmcore.data import Batch, Data, Shuffled, Stream
 from ebmcore.errors import DivergenceError, EbmError, PluginError, RecipeError
 from ebmcore.hookspecs import hookimpl, hookspec
-from ebmcore.interfaces import Batch, Data, Energy, Generator, Objective, Sampler, Task
+from ebmcore.interfaces import Condition, Energy, Generator, LatentGenerator, Objective, PyramidSampler, Sampler, Task
+from ebmcore.kernel import energy_and_grad
 from ebmcore.plugins import PluginHost, default_host
 from ebmcore.registry import ALL_KINDS, KINDS, Component, Registry
-from ebmcore.runner import Run, run_recipe
-from ebmcore.sampling import energy_and_grad, latent_langevin, run_chain, sampling_mode
+from ebmcore.sampling import run_chain, sampling_mode
 
 __all__ = [
-    "ALL_KINDS", "KINDS", "Batch", "BuildContext", "Component", "Data", "DivergenceError", "EbmError",
-    "Energy", "Generator", "Objective", "PluginError", "PluginHost", "RecipeError", "Registry",
-    "Run", "Sampler", "Task", "build", "default_host", "energy_and_grad", "hookimpl", "hookspec",
-    "latent_langevin", "run_chain", "run_recipe", "sampling_mode",
+    "ALL_KINDS", "KINDS", "Batch", "BuildContext", "Component", "Condition", "Data", "DivergenceError",
+    "EbmError", "Energy", "Generator", "LatentGenerator", "Objective", "PluginError", "PluginHost",
+    "PyramidSampler", "RecipeError", "Registry", "Sampler", "Shuffled", "Stream", "Task", "build",
+    "default_host", "energy_and_grad", "hookimpl", "hookspec", "run_chain", "sampling_mode",
 ]

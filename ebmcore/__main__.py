@@ -1,5 +1,3 @@
-import sys
+from ebmcore.train.cli import main
 
-from ebmcore.cli import main
-
-sys.exit(main())
+raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Making components: from a name and keyword config, or a whole recipe."""
+"""Making components: from a name and its settings, or a recipe's sections."""
 
 from __future__ import annotations
 
@@ -8,23 +8,32 @@ import attrs
 import torch
 
 from ebmcore import config as cfg
-from ebmcore.errors import EbmError
-from ebmcore.registry import ALL_KINDS, Registry
+from ebmcore.data import Data
+from ebmcore.errors import EbmError, PluginError
+from ebmcore.interfaces import Energy, Generator, Objective, Sampler, Task
+from ebmcore.plugins import default_host
+from ebmcore.registry import Registry
+
+#: what a component of each kind must be
+INTERFACES = {"data": Data, "energy": Energy, "sampler": Sampler, "generator": Generator,
+              "objective": Objective, "task": Task}
 
 
 @attrs.define
 class BuildContext:
-    """What a component cannot know from its own section.
+    """What a component cannot know from its own section, and where it builds others.
 
     ``event_shape`` and ``num_classes`` come from the data; ``built`` holds the components
-    made so far by kind (an objective takes its energy, sampler and generator from it).
+    made so far by kind (an objective takes its energy, sampler and generator from it);
+    ``registry`` is what this run may build (default: the installed plugins): a component
+    that builds another by name does it through the context it was given.
     """
 
     event_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
     device: torch.device = attrs.field(factory=lambda: torch.device("cpu"), converter=torch.device)
     dtype: torch.dtype = torch.float32
-    registry: Registry | None = None
+    registry: Registry = attrs.field(factory=lambda: default_host().registry)
     built: dict[str, Any] = attrs.field(factory=dict)
 
     def require(self, kind: str, who: str) -> Any:
@@ -39,33 +48,24 @@ class BuildContext:
                            "ctx=BuildContext(event_shape=...) or build it inside a recipe")
         return self.event_shape
 
-    def build(self, kind: str, name: str, config: Any) -> Any:
-        """Build a component from a structured config (used by the runner and nesting)."""
-        registry = self.registry
-        if registry is None:
-            from ebmcore.plugins import default_host
+    def make(self, kind: str, name: str, config: Any) -> Any:
+        """Build a component from its structured (validated) config."""
+        entry = self.registry.entry(kind, name)
+        obj = entry.component.build(config, self)
+        if not isinstance(obj, INTERFACES[kind]):
+            raise PluginError(f"{kind} '{name}' of '{entry.distribution}' built a {type(obj).__name__}, "
+                              f"not an ebmcore.{INTERFACES[kind].__name__}")
+        return obj
 
-            registry = default_host().registry
-        return registry.get(kind, name).build(config, self)
+    def build(self, kind: str, name: str, /, **settings: Any) -> Any:
+        """Build a component from its settings (a recipe section's keys without ``type``),
+        validated as in a recipe: errors name ``$.<kind>.<key>``."""
+        component = self.registry.get(kind, name)
+        path = f"$.tasks.{name}" if kind == "task" else f"$.{kind}"
+        return self.make(kind, name, cfg.structured(settings, component.config, path))
 
 
-def build(kind: str, name: str, *, ctx: BuildContext | None = None,
-          registry: Registry | None = None, **config: Any) -> Any:
-    """Build a registered component by name, e.g. ``build("sampler", "langevin", step_size=0.01)``.
-
-    Keyword arguments are the recipe section's keys; they are validated exactly as in a
-    recipe (errors name ``$.<kind>.<key>``).
-    """
-    if registry is None:
-        from ebmcore.plugins import default_host
-
-        registry = default_host().registry
-    if kind not in ALL_KINDS:
-        registry.entry(kind, name)  # raises with the list of kinds
-    component = registry.get(kind, name)
-    path = f"$.tasks.{name}" if kind == "task" else f"$.{kind}"
-    structured, problems = cfg.structure(config, component.config, path)
-    cfg.raise_problems(problems)
-    ctx = ctx or BuildContext()
-    ctx.registry = ctx.registry or registry
-    return component.build(structured, ctx)
+def build(kind: str, name: str, /, **settings: Any) -> Any:
+    """Build an installed component by name, e.g. ``build("sampler", "langevin", step_size=0.01)``
+    (``BuildContext(...).build`` for a given data shape, device or registry)."""
+    return BuildContext().build(kind, name, **settings)

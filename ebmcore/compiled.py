@@ -1,26 +1,14 @@
 """The compiled sampling path: ``compile = true`` on a sampler.
 
 :func:`ebmcore.sampling.run_chain` hands a compiling sampler's steps to :class:`CompiledSteps`,
-which runs them through ``torch.compile`` several at a time: one call does
-:data:`STEPS_PER_CALL` kernel steps (gradient and update), so Python, the dispatcher and
-the allocator are paid once per call instead of once per step.
-
-Three things make a kernel compile without changing it:
-
-- Gradients: :func:`ebmcore.energy_and_grad` switches to ``torch.func.grad_and_value``
-  while compiling (``torch.autograd.grad`` does not trace).
-- Randomness: a ``torch.Generator`` cannot enter a compiled graph, so the kernel's draws
-  (:func:`ebmcore.sampling.normal_like`, :func:`~ebmcore.sampling.uniform_like`) are made
-  in advance from the chain's ``rng``, in the order the eager kernel makes them, and passed
-  in (a trial step, once per shape of x, tells what the kernel draws). A compiled chain
-  therefore uses the same random numbers as the eager one and differs from it only by
-  floating-point rounding; two compiled chains from the same seed are identical.
-- State the compiler would specialise on: a kernel says when a step must run eagerly
-  (:meth:`ebmcore.Sampler.compilable`, e.g. HMC while it adapts its step size).
-
-Where ``torch.compile`` is unavailable or fails on a kernel (no C++ compiler, an
-unsupported platform, an energy it cannot trace) the chain falls back to eager steps with
-the same random numbers, after a one-line warning per sampler.
+which runs :data:`STEPS_PER_CALL` kernel steps per ``torch.compile`` call, so Python, the
+dispatcher and the allocator are paid once per call instead of once per step. Kernels
+compile unchanged: :func:`ebmcore.kernel.energy_and_grad` switches to ``torch.func`` while
+compiling; the kernel's random draws are made in advance from the chain's ``rng``, in the
+eager order (a trial step per shape of x tells what it draws), so a compiled chain equals
+the eager one up to rounding; a kernel says when a step must run eagerly
+(:meth:`ebmcore.Sampler.compilable`). Where compilation is unavailable or fails, the chain
+falls back to eager steps with the same random numbers, after a one-line warning.
 """
 
 from __future__ import annotations
@@ -32,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebmcore.sampling import normal_like, uniform_like
+from ebmcore.kernel import normal_like, uniform_like
 
 #: kernel steps per compiled call. Fewer calls cost less overhead; more steps per call
 #: make a larger graph to compile (measured in benchmarks/sampler_speed.py --compile).
@@ -136,7 +124,6 @@ class CompiledSteps:
 
 def compiled_steps(sampler: Any) -> CompiledSteps:
     """The sampler's :class:`CompiledSteps`, made on first use and kept with the sampler."""
-    steps = getattr(sampler, "_compiled_steps", None)
-    if steps is None:
-        steps = sampler._compiled_steps = CompiledSteps(sampler)
-    return steps
+    if sampler.compiled is None:
+        sampler.compiled = CompiledSteps(sampler)
+    return sampler.compiled

@@ -134,6 +134,13 @@ def structure(data: Any, cls: type, path: str) -> tuple[Any, Problems]:
     return (None if problems else instance), problems
 
 
+def structured(data: Any, cls: type, path: str) -> Any:
+    """:func:`structure`, raising :class:`RecipeError` with every problem at once."""
+    instance, problems = structure(data, cls, path)
+    raise_problems(problems)
+    return instance
+
+
 def _paths(exc: BaseValidationError, path: str) -> Problems:
     out = []
     for line in cattrs.transform_error(exc, path=path, format_exception=_format):

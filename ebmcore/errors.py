@@ -27,7 +27,7 @@ class RecipeError(EbmError):
 
 
 class PluginError(EbmError):
-    """A plugin conflict or an unknown component name."""
+    """A plugin conflict, an unknown component name, or a component that breaks its contract."""
 
 
 class CheckpointError(EbmError):
@@ -50,3 +50,19 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+WHY_NO_PICKLE = ("ebm never loads pickle files: unpickling runs whatever code the file names. "
+                 "Checkpoints are safetensors + JSON; to use weights you trust, load them yourself "
+                 "with torch (weights_only=True) and write them with safetensors.torch.save_file")
+
+
+def pickle_format(data: bytes) -> str | None:
+    """What kind of pickle ``data`` (a file's bytes, or its first and last bytes) is, or None."""
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+        return f"a pickle (protocol {data[1]})"
+    if data[:4] == b"PK\x03\x04":
+        return "a zip archive (the format of torch.save)"
+    if data[:1] in (b"(", b"}", b"]", b"c") and data.rstrip()[-1:] == b".":
+        return "a pickle (protocol 0 or 1)"
+    return None

@@ -1,11 +1,12 @@
 """The hooks of ebm. A plugin implements any of them with ``@ebmcore.hookimpl``.
 
 Under ``torchrun`` only rank 0 calls the observer hooks (``ebm_run_start``, ``ebm_step_end``,
-``ebm_log``, ``ebm_run_end``), with metrics averaged over ranks (docs/scaling.md).
+``ebm_log``, ``ebm_picture``, ``ebm_run_end``), with metrics averaged over ranks (docs/scaling.md).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -31,8 +32,8 @@ def ebm_components() -> list[Component]:
 def ebm_run_start(run: Any) -> None:
     """Called after a run is built (or resumed), before its first step.
 
-    ``run`` is the :class:`~ebmcore.runner.Run`: ``run.out``, ``run.recipe``,
-    ``run.objective``, ``run.data``, ``run.step``.
+    ``run`` is the :class:`~ebmcore.train.Run`: ``run.out``, ``run.recipe``,
+    ``run.objective``, ``run.data``, ``run.tasks``, ``run.step``.
     """
 
 
@@ -47,6 +48,13 @@ def ebm_step_end(run: Any, step: int, metrics: dict[str, Any]) -> None:
 @hookspec
 def ebm_log(run: Any, step: int, record: dict[str, float]) -> None:
     """Called with each record written to ``metrics.jsonl`` (plain floats)."""
+
+
+@hookspec
+def ebm_picture(run: Any, step: int, tag: str, path: Path) -> None:
+    """Called after the run writes a picture: ``tag`` is ``samples`` for the pictures drawn
+    during training, ``final/<name>`` for the end-of-run figures (``final/samples``, and
+    each figure :meth:`ebmcore.Data.report` wrote, by file stem)."""
 
 
 @hookspec

@@ -1,9 +1,9 @@
-"""ebmcore.diagnostics.auroc: rank-based, ties count one half."""
+"""ebmcore.kit.diagnostics.auroc: rank-based, ties count one half."""
 
 import pytest
 import torch
 
-from ebmcore.diagnostics import auroc
+from ebmcore.kit.diagnostics import auroc
 
 
 def test_hand_computed_case_with_a_tie():

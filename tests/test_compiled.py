@@ -16,8 +16,8 @@ from ebm_langevin import MALA, Langevin
 from torch import nn
 
 import ebmcore.compiled
-from ebmcore import run_recipe
-from ebmcore.testing import check_gaussian_2d, check_masked_conditional, check_rng_discipline
+from ebmcore.kit.conformance import check_gaussian_2d, check_masked_conditional, check_rng_discipline
+from ebmcore.train import run_recipe
 
 
 class MLP(nn.Module):
@@ -58,7 +58,7 @@ def test_a_compiled_chain_is_the_eager_chain(kernel):
         compiled = _chain(sampler, energy, 10, **kw)
         torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
         assert not torch.equal(compiled, _chain(KERNELS[kernel](False), energy, 10, seed=2, **kw))
-    steps = sampler._compiled_steps
+    steps = sampler.compiled
     assert steps.failed is None and [k for k, _ in steps.calls] == [5 if kernel == "hmc adapting" else 10], (
         "the compiled path did not run")
 
@@ -69,7 +69,7 @@ def test_chains_longer_than_one_call_end_with_a_shorter_call():
     _chain(sampler, energy, 10)
     torch.testing.assert_close(_chain(sampler, energy, 13), _chain(Langevin(step_size=0.05), energy, 13),
                                atol=1e-5, rtol=1e-5)
-    assert sorted(k for k, _ in sampler._compiled_steps.calls) == [3, 10]
+    assert sorted(k for k, _ in sampler.compiled.calls) == [3, 10]
 
 
 def test_the_history_of_a_compiled_chain_is_the_eager_history():
@@ -94,7 +94,7 @@ class NaNAbove(nn.Module):
 def test_compiled_metropolis_kernels_reject_nan_energy_proposals(make):
     sampler, rng = make(), torch.Generator().manual_seed(0)
     x, history = sampler.run(torch.full((512, 2), -1.0), NaNAbove(), 20, rng=rng, trace=True)
-    assert sampler._compiled_steps.calls and not history["acceptance_prob"].isnan().any()
+    assert sampler.compiled.calls and not history["acceptance_prob"].isnan().any()
     assert (history["acceptance_prob"] == 0).any(), "no proposal reached the NaN region"
     assert x.isfinite().all() and (x[:, 0] <= 0.5).all()
 
@@ -155,4 +155,4 @@ def test_compiled_kernels_pass_the_discipline_checks(check, make):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback to eager
         check(sampler)
-    assert sampler._compiled_steps.calls, "the compiled path did not run"
+    assert sampler.compiled.calls, "the compiled path did not run"

@@ -1,4 +1,4 @@
-"""The sampler conformance kit (ebmcore.testing) and the MCMC diagnostics (ebmcore.diagnostics).
+"""The sampler conformance kit (ebmcore.kit.conformance) and the MCMC diagnostics (ebmcore.kit.diagnostics).
 
 The checks must pass for a correct sampler and fail for a wrong one: ULA with small steps
 passes them, exact draws pass them at any seed, and a sampler that does not move, one with
@@ -10,13 +10,13 @@ import subprocess
 import sys
 from typing import NamedTuple
 
+import attrs
 import pytest
 import torch
 from ebm_langevin import Langevin
 
 from ebmcore import Sampler, energy_and_grad
-from ebmcore.diagnostics import autocorrelation, effective_sample_size
-from ebmcore.testing import (
+from ebmcore.kit.conformance import (
     check_anisotropic_gaussian,
     check_banana,
     check_gaussian_2d,
@@ -24,16 +24,23 @@ from ebmcore.testing import (
     check_mixture,
     check_nan_rejected,
 )
+from ebmcore.kit.diagnostics import autocorrelation, effective_sample_size
 
 
 class _State(NamedTuple):
     x: torch.Tensor
 
 
+def _settings(n_steps: int) -> type:
+    """A test sampler's Config: its chain length, no compilation."""
+    return attrs.make_class("Settings", {"n_steps": attrs.field(default=n_steps),
+                                         "compile": attrs.field(default=False)}, frozen=True)
+
+
 class Frozen(Sampler):
     """Broken: returns its starting points unchanged."""
 
-    n_steps = 5
+    Config = _settings(5)
 
     def init(self, x, energy, cond=None):
         return _State(x)
@@ -48,7 +55,7 @@ class Frozen(Sampler):
 class Exact(Sampler):
     """Perfect: every step is an exact draw from the target (the kit's energies can sample)."""
 
-    n_steps = 1
+    Config = _settings(1)
 
     def init(self, x, energy, cond=None):
         return _State(x)
@@ -147,7 +154,7 @@ def test_a_passing_check_returns_what_it_measured():
 
 
 def test_the_kit_and_the_diagnostics_import_no_plugin():
-    code = ("import sys, ebmcore.testing, ebmcore.diagnostics; "
+    code = ("import sys, ebmcore.kit.conformance, ebmcore.kit.diagnostics; "
             "print([m for m in sys.modules if m.startswith('ebm_')])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
@@ -238,7 +245,7 @@ def test_ess_matches_a_loop_port_of_arviz(rho):
 class _AlwaysAccept(Sampler):
     """A broken Metropolis kernel: random-walk proposals, all accepted, NaN or not."""
 
-    n_steps = 30
+    Config = _settings(30)
 
     def init(self, x, energy, cond=None):
         return _WalkState(x, *energy_and_grad(energy, x, cond))

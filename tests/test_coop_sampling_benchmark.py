@@ -6,7 +6,7 @@ import sys
 
 from support import ROOT, TINY
 
-from ebmcore import run_recipe
+from ebmcore.train import run_recipe
 
 
 def test_benchmark_prints_one_row_per_run_with_steps_and_speed(tmp_path):

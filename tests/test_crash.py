@@ -11,9 +11,9 @@ import time
 
 import safetensors.torch
 import torch
-
-from ebmcore import checkpoint, run_recipe
 from support import write_recipe
+
+from ebmcore.train import checkpoint, run_recipe
 
 # the ebm command, with checkpoint.atomic_write able to stop inside a chosen file's write
 # (EBM_TEST_STALL="NAME:MODE:MARKER"): "half" writes half of the temporary file, "before"
@@ -21,7 +21,7 @@ from support import write_recipe
 _STALLING_EBM = r"""
 import os, sys, time
 from pathlib import Path
-from ebmcore import checkpoint, run_recipe
+from ebmcore.train import checkpoint, run_recipe
 name, mode, marker = os.environ["EBM_TEST_STALL"].split(":", 2) if os.environ.get("EBM_TEST_STALL") else ("", "", "")
 original = checkpoint.atomic_write
 def atomic_write(path, data):
@@ -34,7 +34,7 @@ def atomic_write(path, data):
         time.sleep(600)
     return original(path, data)
 checkpoint.atomic_write = atomic_write
-from ebmcore.cli import main
+from ebmcore.train.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

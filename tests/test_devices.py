@@ -4,11 +4,13 @@ import json
 
 import pytest
 import torch
-
-from ebmcore import EbmError, build, run_recipe
-from ebmcore.devices import autocast, resolve_device, sampling_precision
-from ebmcore.runner import Run
 from support import ebm, write_recipe
+
+from ebmcore import build
+from ebmcore.sampling import sampling_precision
+from ebmcore.train import run_recipe
+from ebmcore.train.devices import autocast, resolve_device
+from ebmcore.train.run import Run
 
 
 def test_a_malformed_device_is_a_recipe_error(tmp_path, tiny):

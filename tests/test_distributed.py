@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import safetensors.torch
-
 from support import ROOT, ebm, write_recipe
 
 PROBE = ROOT / "tests" / "fixtures" / "dist_probe.py"
@@ -62,8 +61,8 @@ def test_two_ranks_keep_identical_parameters_and_reduce_their_metrics(two_ranks)
     assert {"rank1/model/generator.x", "rank1/rng/train", "rank1/rng/torch"} <= set(tensors)
     assert not (tensors["rank1/model/generator.x"] == tensors["model/generator.x"]).all()
     # twice the global batch: 2 × 64 examples consumed per step
-    assert ranks[0]["batch"] == ranks[1]["batch"] == 64 and meta["data_order"]["global_batch"] == 128
-    assert meta["data_order"]["position"] == 15 * 128  # 30 steps: two epochs of 15 global batches
+    assert ranks[0]["batch"] == ranks[1]["batch"] == 64
+    assert int(tensors["data/pos"]) == 15 * 128  # 30 steps: two epochs of 15 global batches of 2 × 64
 
 
 def test_only_rank_zero_writes_one_set_of_outputs(two_ranks):

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import ROOT, ebm
 
 DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from support import ROOT, ebm
 
 RECIPE = ROOT / "recipes" / "fmnist-inpaint.toml"

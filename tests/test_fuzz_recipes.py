@@ -8,10 +8,10 @@ import copy
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import TINY
 
 from ebmcore import EbmError, PluginError, RecipeError, default_host
-from ebmcore.recipe import apply_overrides, parse_recipe
-from support import TINY
+from ebmcore.train.recipe import apply_overrides, parse_recipe
 
 SECTIONS = ["run", "data", "energy", "sampler", "generator", "objective", "optim", "tasks"]
 
@@ -73,7 +73,7 @@ def test_any_set_string_applies_or_gives_a_clear_error(overrides):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=200))
 def test_any_file_content_reads_or_names_the_file(tmp_path, content):
-    from ebmcore.recipe import read_toml
+    from ebmcore.train.recipe import read_toml
 
     path = tmp_path / "fuzz.toml"
     path.write_bytes(content)

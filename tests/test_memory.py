@@ -12,7 +12,8 @@ _SCRIPT = r"""
 import copy, json, resource, sys, tempfile
 import torch
 import ebmcore
-from ebmcore import hookimpl, run_recipe
+from ebmcore import hookimpl
+from ebmcore.train import run_recipe
 from ebmcore.plugins import PluginHost
 sys.path.insert(0, sys.argv[1])
 from support import TINY
@@ -21,7 +22,7 @@ def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 out = {}
-energy = ebmcore.build("energy", "mlp", ctx=ebmcore.BuildContext(event_shape=(2,)), hidden=[32, 32])
+energy = ebmcore.BuildContext(event_shape=(2,)).build("energy", "mlp", hidden=[32, 32])
 sampler = ebmcore.build("sampler", "langevin", step_size=0.01, n_steps=10)
 for n in (200, 2000):
     rng = torch.Generator().manual_seed(0)

@@ -18,7 +18,7 @@ import torch
 from support import ROOT
 from torch import nn
 
-from ebmcore.testing import GaussianEnergy
+from ebmcore.kit.conformance import GaussianEnergy
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import peers

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import ROOT, TINY, ebm, write_recipe
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -82,7 +81,7 @@ def test_the_core_imports_no_plugin():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.startswith("ebm_") for n in names), f"{path} imports {names}"
-    code = ("import sys, ebmcore, ebmcore.cli, ebmcore.runner, ebmcore.testing; "
+    code = ("import sys, ebmcore, ebmcore.train.cli, ebmcore.train.run, ebmcore.kit.conformance; "
             "print([m for m in sys.modules if m.startswith('ebm_')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -109,6 +108,6 @@ def test_unknown_component_lists_what_is_installed():
 def test_build_by_name_validates_like_a_recipe():
     from ebmcore import RecipeError, build
     sampler = build("sampler", "langevin", step_size=0.02, n_steps=5)
-    assert sampler.step_size == 0.02 and sampler.n_steps == 5
+    assert sampler.config.step_size == 0.02 and sampler.n_steps == 5
     with pytest.raises(RecipeError, match=r"\$\.sampler\.step_size: must be > 0"):
         build("sampler", "langevin", step_size=-1.0)

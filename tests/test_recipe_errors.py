@@ -1,11 +1,11 @@
 """Recipe input: every problem reported at once, by path, without a traceback."""
 
 import pytest
-
 from support import TINY, ebm, write_recipe
+
 from ebmcore import RecipeError, default_host
 from ebmcore.errors import EbmError
-from ebmcore.recipe import apply_overrides, parse_override, parse_recipe
+from ebmcore.train.recipe import apply_overrides, parse_override, parse_recipe
 
 
 def _problems(data):

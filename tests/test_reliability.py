@@ -12,10 +12,11 @@ import safetensors.torch
 import torch
 from support import ROOT, ebm, write_recipe
 
-from ebmcore import DivergenceError, cli, default_host, hookimpl, run_recipe
-from ebmcore.checkpoint import pickle_format
+from ebmcore import DivergenceError, default_host, hookimpl
+from ebmcore.errors import pickle_format
 from ebmcore.plugins import PluginHost
-from ebmcore.runner import Run
+from ebmcore.train import cli, run_recipe
+from ebmcore.train.run import Run
 
 
 class StepRecorder:
@@ -313,7 +314,7 @@ def _observe_nan_at(guard, bad_step, n=6, *, poll=True):
 
 
 def test_guard_names_the_first_bad_step_and_quantities():
-    from ebmcore.guard import DivergenceGuard
+    from ebmcore.train.divergence import DivergenceGuard
 
     guard = DivergenceGuard(torch.device("cpu"))
     assert _observe_nan_at(guard, 3) == 3  # the CPU sees it at that step
@@ -327,7 +328,7 @@ def test_guard_names_the_first_bad_step_and_quantities():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_the_guard_knows_at_most_one_step_late_and_the_step_exactly():
-    from ebmcore.guard import DivergenceGuard
+    from ebmcore.train.divergence import DivergenceGuard
 
     guard = DivergenceGuard(torch.device("cuda"))
     seen = _observe_nan_at(guard, 3)
@@ -337,7 +338,7 @@ def test_on_cuda_the_guard_knows_at_most_one_step_late_and_the_step_exactly():
 def test_recipes_name_components_never_code(tiny):
     """A recipe's `type` is looked up in the registry: nothing is imported or evaluated."""
     from ebmcore.errors import RecipeError
-    from ebmcore.recipe import parse_recipe
+    from ebmcore.train.recipe import parse_recipe
 
     for name in ("os.system", "builtins.eval", "__import__('os')"):
         bad = copy.deepcopy(tiny)

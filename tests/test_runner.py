@@ -13,9 +13,10 @@ import torch
 from support import ROOT, ebm, write_recipe
 
 import ebmcore
-from ebmcore import EbmError, PluginHost, default_host, run_recipe
-from ebmcore.recipe import parse_recipe
-from ebmcore.runner import Run
+from ebmcore import EbmError, PluginHost, default_host
+from ebmcore.train import run_recipe
+from ebmcore.train.recipe import parse_recipe
+from ebmcore.train.run import Run
 
 
 def _metrics(out):
@@ -116,7 +117,8 @@ def test_checkpoints_are_safetensors_with_a_json_sidecar_and_every_rng(tmp_path,
     meta = json.loads((out / "checkpoints" / "step-000030.json").read_text())
     assert meta["step"] == 30 and len(meta["sha256"]) == 64 and "torch" in meta["versions"]
     assert meta["rng_states"] == ["rng/data", "rng/torch", "rng/train"]
-    assert meta["data_order"]["size"] == 2000 and 0 < meta["data_order"]["position"] <= 2000
+    assert meta["data_stream"] == ["data/perm", "data/pos", "rng/data"]
+    assert 0 < int(tensors["data/pos"]) <= 2000 and sorted(tensors["data/perm"].tolist()) == list(range(2000))
 
 
 def test_a_tampered_checkpoint_is_detected(tmp_path, tiny):

@@ -1,9 +1,9 @@
 """The shared sampling loop: traces for diagnostics, masks, and what it leaves behind."""
 
 import torch
-
 from ebm_langevin import Langevin
-from ebmcore.testing import GaussianEnergy
+
+from ebmcore.kit.conformance import GaussianEnergy
 
 
 def test_trace_is_off_by_default_and_records_positions_and_info_when_asked():

@@ -5,10 +5,11 @@ import json
 import sys
 
 import pytest
-
-from ebmcore import PluginHost, RecipeError, run_recipe
-from ebmcore.recipe import parse_recipe
 from support import ROOT, ebm, write_recipe
+
+from ebmcore import PluginHost, RecipeError
+from ebmcore.train import run_recipe
+from ebmcore.train.recipe import parse_recipe
 
 FIXTURE = ROOT / "tests" / "fixtures" / "tasks"
 sys.path.insert(0, str(FIXTURE))

@@ -75,7 +75,7 @@ def _hand_in_state_of(run):
     """A hand loop in exactly the run's state: weights, Adam state, replay buffer."""
     hand = ts.hand_from_run(run)
     # a copy: load_state_dict would share the run's Adam moment tensors, not copy them
-    hand.opt.load_state_dict(copy.deepcopy(run.optimizers["energy"][0].state_dict()))
+    hand.opt.load_state_dict(copy.deepcopy(run.state.optimisers.groups["energy"][0].state_dict()))
     gen = run.objective.generator
     if hand.buffer is not None:
         hand.buffer.copy_(gen.x)
@@ -90,8 +90,8 @@ def _one_step_each(run, mutate=None):
         mutate(hand)
     energy = run.ctx.built["energy"]
     before = [p.detach().clone() for p in energy.parameters()]
-    x = _peek(run.stream)
-    rng_state = run.rng.get_state()
+    x = _peek(run.state.stream)
+    rng_state = run.state.rng.get_state()
     torch.set_rng_state(rng_state)  # the global RNG the hand loop draws from = the run's RNG
     hand_loss = hand.step(x.clone())
     seen = _spy_metrics(run)

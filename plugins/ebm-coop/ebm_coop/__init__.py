@@ -3,8 +3,8 @@ that revises (CoopNets, Xie et al. 2018), the VAE version (variational MCMC teac
 seed 002), and their label- and completion-conditional forms."""
 
 from ebm_coop.generators import (
+    DecoderGenerator,
     DeconvGeneratorConfig,
-    LatentGenerator,
     MLPGeneratorConfig,
     UNetGeneratorConfig,
     deconv_generator,
@@ -15,7 +15,7 @@ from ebm_coop.objectives import CoopConfig, Cooperative, CooperativeVAE, CoopVAE
 from ebm_coop.tasks import RevisionConfig, build_revision
 from ebmcore import Component, hookimpl
 
-__all__ = ["CoopConfig", "CoopVAEConfig", "Cooperative", "CooperativeVAE", "LatentGenerator"]
+__all__ = ["CoopConfig", "CoopVAEConfig", "Cooperative", "CooperativeVAE", "DecoderGenerator"]
 
 
 @hookimpl

@@ -1,8 +1,8 @@
 """Trainable generators x = g(z, cond) + ε, z ~ N(0, I), with an optional encoder q(z | x, cond).
 
-They are Generators of ebmcore: ``sample`` proposes g(z) (detached), so any objective can
-start chains from them. The cooperative objectives use ``latent``/``decode``/``encode``
-with gradients. ``sigma`` is the std of ε: the reconstruction term ‖x − g(z)‖²/(2σ²) of the
+They are :class:`ebmcore.LatentGenerator` s: ``sample`` proposes g(z) (detached), so any
+objective can start chains from them, and cooperative and latent-variable objectives use
+``latent``/``decode``/``encode`` with gradients. ``sigma`` is the std of ε: the reconstruction term ‖x − g(z)‖²/(2σ²) of the
 generator's loss and of latent inference is weighted by it.
 """
 
@@ -21,7 +21,7 @@ from ebm_coop.networks import (
     MLPEncoder,
     UNetDecoder,
 )
-from ebmcore import Generator
+from ebmcore import Condition, LatentGenerator
 from ebmcore import config as cfg
 
 
@@ -38,14 +38,15 @@ def _encoder() -> object:
                    default=False)
 
 
-class LatentGenerator(Generator):
+class DecoderGenerator(LatentGenerator):
     """A decoder from N(0, I) latents; the encoder is None unless built with one."""
 
     def __init__(self, decoder: nn.Module, latent_dim: int, sigma: float,
-                 encoder: nn.Module | None = None, condition: str = "none", device=None):
+                 encoder: nn.Module | None = None, condition: Condition = Condition.NONE, device=None):
         super().__init__()
         self.decoder, self.encoder = decoder, encoder
         self.latent_dim, self.sigma, self.condition = latent_dim, sigma, condition
+        self.can_encode = encoder is not None
         self.device = torch.device(device or "cpu")
 
     def latent(self, n: int, rng: torch.Generator) -> Tensor:
@@ -60,13 +61,9 @@ class LatentGenerator(Generator):
             raise ValueError("this generator has no encoder: build it with encoder = true")
         return self.encoder(x, cond)
 
-    def sample(self, n, *, rng, cond=None, data=None):
-        with torch.no_grad():
-            return self.decode(self.latent(n, rng), cond)
-
 
 def _label_classes(condition: str, ctx, who: str) -> int | None:
-    if condition != "label":
+    if condition != Condition.LABEL.value:
         return None
     if not ctx.num_classes:
         raise ValueError(f"{who} with condition = 'label' needs data with classes (num_classes)")
@@ -85,12 +82,12 @@ class MLPGeneratorConfig:
     condition: Literal["none", "label"] = _label_condition()
 
 
-def mlp_generator(c: MLPGeneratorConfig, ctx) -> LatentGenerator:
+def mlp_generator(c: MLPGeneratorConfig, ctx) -> DecoderGenerator:
     who = "generator 'mlp'"
     shape, k = ctx.need_event_shape(who), _label_classes(c.condition, ctx, who)
     encoder = MLPEncoder(c.latent_dim, shape, c.hidden, c.layers, k) if c.encoder else None
-    return LatentGenerator(MLPDecoder(c.latent_dim, shape, c.hidden, c.layers, k), c.latent_dim, c.sigma,
-                           encoder, c.condition, ctx.device)
+    return DecoderGenerator(MLPDecoder(c.latent_dim, shape, c.hidden, c.layers, k), c.latent_dim, c.sigma,
+                           encoder, Condition(c.condition), ctx.device)
 
 
 @attrs.frozen
@@ -104,12 +101,12 @@ class DeconvGeneratorConfig:
     condition: Literal["none", "label"] = _label_condition()
 
 
-def deconv_generator(c: DeconvGeneratorConfig, ctx) -> LatentGenerator:
+def deconv_generator(c: DeconvGeneratorConfig, ctx) -> DecoderGenerator:
     who = "generator 'deconv'"
     shape, k = ctx.need_event_shape(who), _label_classes(c.condition, ctx, who)
     encoder = ConvEncoder(c.latent_dim, shape, c.channels, k) if c.encoder else None
-    return LatentGenerator(DeconvDecoder(c.latent_dim, shape, c.channels, k), c.latent_dim, c.sigma,
-                           encoder, c.condition, ctx.device)
+    return DecoderGenerator(DeconvDecoder(c.latent_dim, shape, c.channels, k), c.latent_dim, c.sigma,
+                           encoder, Condition(c.condition), ctx.device)
 
 
 @attrs.frozen
@@ -122,8 +119,8 @@ class UNetGeneratorConfig:
     encoder: bool = _encoder()
 
 
-def unet_generator(c: UNetGeneratorConfig, ctx) -> LatentGenerator:
+def unet_generator(c: UNetGeneratorConfig, ctx) -> DecoderGenerator:
     shape = ctx.need_event_shape("generator 'unet'")
     encoder = ConvEncoder(c.latent_dim, shape, c.channels, cond_channels=shape[0] + 1) if c.encoder else None
-    return LatentGenerator(UNetDecoder(c.latent_dim, shape, c.channels), c.latent_dim, c.sigma,
-                           encoder, "completion", ctx.device)
+    return DecoderGenerator(UNetDecoder(c.latent_dim, shape, c.channels), c.latent_dim, c.sigma,
+                           encoder, Condition.COMPLETION, ctx.device)

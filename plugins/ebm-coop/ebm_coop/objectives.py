@@ -13,7 +13,7 @@ Every step (Xie et al. 2018, CoopNets; seed 002's variational MCMC teaching):
 
 The condition comes from the generator: none, a class label (data with ``conditional =
 true``), or completion, where the objective cuts a hole in each training image and the
-model learns p(x | observed part) (:mod:`ebmcore.masks`); observed pixels are kept exactly
+model learns p(x | observed part) (:mod:`ebmcore.kit.masks`); observed pixels are kept exactly
 through the revision. Samples after training are proposals revised by ``sample_steps``.
 """
 
@@ -23,10 +23,11 @@ import attrs
 import torch
 from torch import Tensor
 
-from ebmcore import Batch, EbmError, Objective, latent_langevin
+from ebmcore import Batch, Condition, EbmError, LatentGenerator, Objective
 from ebmcore import config as cfg
-from ebmcore.losses import maximum_likelihood_loss
-from ebmcore.masks import (
+from ebmcore.kit.latent import latent_langevin
+from ebmcore.kit.losses import maximum_likelihood_loss
+from ebmcore.kit.masks import (
     Region,
     completion_condition,
     hole_mask,
@@ -80,17 +81,15 @@ class Cooperative(Objective):
                  sample_steps: int | None = None, hole: int = 12, region: Region = "centre",
                  num_classes: int | None = None, infer_steps: int = 0, infer_step: float = 0.1):
         super().__init__()
-        for needed in ("latent", "decode"):
-            if not hasattr(generator, needed):
-                raise ValueError(f"objective '{self.name}' needs a trainable generator with a latent space "
-                                 f"(ebm-coop's 'mlp', 'deconv' or 'unet'), got {type(generator).__name__}")
+        if not isinstance(generator, LatentGenerator):
+            raise ValueError(f"objective '{self.name}' needs a trainable generator with a latent space "
+                             f"(ebm-coop's 'mlp', 'deconv' or 'unet'), got {type(generator).__name__}")
         self.energy, self.sampler, self.generator, self.data = energy, sampler, generator, data
         self.condition = generator.condition
-        energy_condition = getattr(energy, "condition", "none")
-        if energy_condition != self.condition:
-            raise ValueError(f"the generator is conditioned on '{self.condition}' but the energy on "
-                             f"'{energy_condition}': set both to the same condition")
-        if self.condition == "label" and not num_classes:
+        if energy.condition is not self.condition:
+            raise ValueError(f"the generator is conditioned on '{self.condition.value}' but the energy on "
+                             f"'{energy.condition.value}': set both to the same condition")
+        if self.condition is Condition.LABEL and not num_classes:
             raise ValueError("condition 'label' needs data with classes")
         self.alpha, self.data_noise, self.sample_steps = alpha, data_noise, sample_steps
         self.hole, self.region, self.num_classes = hole, region, num_classes
@@ -114,12 +113,12 @@ class Cooperative(Objective):
 
     def _condition(self, x: Tensor, labels: Tensor | None, rng) -> tuple[Tensor | None, Tensor | None]:
         """(cond, missing) for a batch: labels, a completion condition, or nothing."""
-        if self.condition == "label":
+        if self.condition is Condition.LABEL:
             if labels is None:
                 raise EbmError(f"objective '{self.name}' with a label-conditional generator needs labels: "
                                "set conditional = true in [data]")
             return labels, None
-        if self.condition == "completion":
+        if self.condition is Condition.COMPLETION:
             missing = hole_mask(tuple(x.shape), self.hole, self.region, rng).to(x.device)
             return completion_condition(x, missing), missing
         return None, None
@@ -174,10 +173,11 @@ class Cooperative(Objective):
         """(cond, missing, observed) for ``n`` samples when none are given: labels 0, 1, …, K−1, 0, …
         (every class equally often), or the first held-out images with the training hole."""
         device = self.generator.device
-        if self.condition == "label":
+        if self.condition is Condition.LABEL:
             return torch.arange(n, device=device) % self.num_classes, None, None
-        if self.condition == "completion":
-            source = self.data.heldout().x if hasattr(self.data, "heldout") else self.data.dataset().x
+        if self.condition is Condition.COMPLETION:
+            held = self.data.heldout()
+            source = self.data.dataset().x if held is None else held.x
             x = source[torch.arange(n) % len(source)].to(device)
             missing = hole_mask(tuple(x.shape), self.hole, self.region, rng).to(device)
             return completion_condition(x, missing), missing, x
@@ -188,7 +188,7 @@ class Cooperative(Objective):
         missing = observed = None
         if cond is None:
             cond, missing, observed = self.sample_conditions(n, rng)
-        elif self.condition == "completion":
+        elif self.condition is Condition.COMPLETION:
             missing = missing_from_condition(cond)
             observed = cond[:, :-1]
         with torch.no_grad():
@@ -201,7 +201,7 @@ class Cooperative(Objective):
 
     def complete(self, x: Tensor, missing: Tensor, *, rng, n_steps: int | None = None) -> Tensor:
         """Fill the ``missing`` pixels of ``x`` (completion generators only)."""
-        if self.condition != "completion":
+        if self.condition is not Condition.COMPLETION:
             raise EbmError(f"objective '{self.name}' completes images only with a completion generator "
                            "(ebm-coop's 'unet')")
         cond = completion_condition(x, missing)
@@ -215,7 +215,7 @@ class CooperativeVAE(Cooperative):
 
     def __init__(self, *args, kl_weight: float = 2.0, **kwargs):
         super().__init__(*args, **kwargs)
-        if getattr(self.generator, "encoder", None) is None:
+        if not self.generator.can_encode:
             raise ValueError("objective 'coop_vae' needs a generator with an encoder: set encoder = true")
         self.kl_weight = kl_weight
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 from PIL import Image, ImageDraw
 
+from ebm_coop.objectives import Cooperative
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
 
@@ -46,7 +47,7 @@ class Revision(Task):
         self.c = c
 
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
-        if not hasattr(objective, "sample_with_proposals"):
+        if not isinstance(objective, Cooperative):
             raise EbmError("task 'revision' needs a cooperative objective ('coop' or 'coop_vae')")
         x_hat, x_rev = objective.sample_with_proposals(self.c.n, rng=rng, n_steps=self.c.n_steps)
         x_hat, x_rev = x_hat.cpu(), x_rev.cpu()

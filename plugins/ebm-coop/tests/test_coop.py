@@ -1,7 +1,7 @@
 import pytest
 import torch
 from ebm_coop import Cooperative, CooperativeVAE
-from ebm_coop.generators import LatentGenerator
+from ebm_coop.generators import DecoderGenerator
 from ebm_coop.networks import (
     ConvEncoder,
     DeconvDecoder,
@@ -13,14 +13,13 @@ from ebm_coop.tasks import side_by_side
 from ebm_langevin import Langevin
 from torch import nn
 
-from ebmcore import Batch, BuildContext, EbmError, build
-from ebmcore.masks import completion_condition, hole_mask, missing_from_condition
+from ebmcore import Batch, BuildContext, Condition, EbmError, Energy
+from ebmcore.kit.masks import completion_condition, hole_mask, missing_from_condition
 
 
-class GaussianEnergy(nn.Module):
+class GaussianEnergy(Energy):
     """E(x) = ‖(x − m)/s‖²/2 with learnable m and log s: the answer is known."""
 
-    condition = "none"
 
     def __init__(self, dim=2):
         super().__init__()
@@ -33,7 +32,7 @@ class GaussianEnergy(nn.Module):
 
 def _generator(encoder=False, latent=2):
     enc = MLPEncoder(latent, (2,), 32, 2) if encoder else None
-    return LatentGenerator(MLPDecoder(latent, (2,), 32, 2), latent, sigma=0.3, encoder=enc)
+    return DecoderGenerator(MLPDecoder(latent, (2,), 32, 2), latent, sigma=0.3, encoder=enc)
 
 
 def _train(objective, data, steps, lr=1e-2, seed=0):
@@ -106,7 +105,7 @@ class Double(nn.Module):
 
 def test_latent_inference_moves_z_to_the_posterior():
     # x = 2z + ε, σ = 0.3: the posterior of z given x = 2·z_true is N(≈ z_true, 0.15²)
-    gen = LatentGenerator(Double(), 2, sigma=0.3)
+    gen = DecoderGenerator(Double(), 2, sigma=0.3)
     objective = Cooperative(GaussianEnergy(), Langevin(), gen, infer_steps=30, infer_step=0.1)
     rng = torch.Generator().manual_seed(0)
     z_true, z0 = gen.latent(2000, rng), gen.latent(2000, rng)
@@ -118,7 +117,7 @@ def test_latent_inference_moves_z_to_the_posterior():
 def test_vae_objective_needs_an_encoder_and_conditions_must_agree():
     with pytest.raises(ValueError, match="needs a generator with an encoder"):
         CooperativeVAE(GaussianEnergy(), Langevin(), _generator(encoder=False))
-    labelled = LatentGenerator(MLPDecoder(2, (2,), 8, 1, num_classes=3), 2, 0.3, condition="label")
+    labelled = DecoderGenerator(MLPDecoder(2, (2,), 8, 1, num_classes=3), 2, 0.3, condition=Condition.LABEL)
     with pytest.raises(ValueError, match="conditioned on 'label' but the energy on 'none'"):
         Cooperative(GaussianEnergy(), Langevin(), labelled, num_classes=3)
     with pytest.raises(ValueError, match="trainable generator with a latent space"):
@@ -143,10 +142,10 @@ def test_networks_have_the_documented_shapes():
 
 def test_completion_keeps_observed_pixels_exactly_and_conditions_round_trip():
     ctx = BuildContext(event_shape=(1, 8, 8), num_classes=10)
-    ctx.built["energy"] = build("energy", "swish_cnn", ctx=ctx, hidden=8, condition="completion")
-    ctx.built["sampler"] = build("sampler", "langevin", ctx=ctx, n_steps=3, step_size=1.0, noise=0.5)
-    ctx.built["generator"] = build("generator", "unet", ctx=ctx, latent_dim=4, channels=8)
-    objective = build("objective", "coop", ctx=ctx, hole=4)
+    ctx.built["energy"] = ctx.build("energy", "swish_cnn", hidden=8, condition="completion")
+    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=3, step_size=1.0, noise=0.5)
+    ctx.built["generator"] = ctx.build("generator", "unet", latent_dim=4, channels=8)
+    objective = ctx.build("objective", "coop", hole=4)
     x = torch.rand(6, 1, 8, 8) * 2 - 1
     missing = hole_mask(tuple(x.shape), 4, "centre", torch.Generator())
     assert torch.equal(missing_from_condition(completion_condition(x, missing)), missing)
@@ -159,10 +158,10 @@ def test_completion_keeps_observed_pixels_exactly_and_conditions_round_trip():
 
 def test_label_conditional_samples_cycle_through_the_classes():
     ctx = BuildContext(event_shape=(1, 8, 8), num_classes=4)
-    ctx.built["energy"] = build("energy", "swish_cnn", ctx=ctx, hidden=8, condition="label")
-    ctx.built["sampler"] = build("sampler", "langevin", ctx=ctx, n_steps=2, step_size=1.0)
-    ctx.built["generator"] = build("generator", "deconv", ctx=ctx, latent_dim=4, channels=4, condition="label")
-    objective = build("objective", "coop", ctx=ctx)
+    ctx.built["energy"] = ctx.build("energy", "swish_cnn", hidden=8, condition="label")
+    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=2, step_size=1.0)
+    ctx.built["generator"] = ctx.build("generator", "deconv", latent_dim=4, channels=4, condition="label")
+    objective = ctx.build("objective", "coop")
     cond, missing, _ = objective.sample_conditions(10, torch.Generator())
     assert cond.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1] and missing is None
     assert objective.sample(10, rng=torch.Generator()).shape == (10, 1, 8, 8)

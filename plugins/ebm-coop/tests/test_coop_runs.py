@@ -4,7 +4,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from ebmcore import cli, run_recipe
+from ebmcore.train import cli, run_recipe
 
 CONDITIONAL = {
     "run": {"seed": 0, "steps": 2, "checkpoint_every": 2, "eval_samples": 20},

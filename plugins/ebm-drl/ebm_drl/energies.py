@@ -4,7 +4,7 @@
 (the data's), so a plot of exp(−E(x)) or a task that knows nothing of levels sees the
 model of the data. The level enters every hidden layer as a learned bias computed from a
 sinusoidal embedding of t (the time embedding of DDPM and Gao et al.). Both energies say
-``condition = "level"``, which objective ``drl`` checks. ``level_mlp`` can also see random
+``condition = Condition.LEVEL``, which objective ``drl`` checks. ``level_mlp`` can also see random
 Fourier features of its input (``fourier``): on eight Gaussians the plain MLP learned the
 low levels' radial structure but not the angular one (samples on a ring).
 """
@@ -16,7 +16,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebmcore import Energy
+from ebmcore import Condition, Energy
 from ebmcore import config as cfg
 
 
@@ -70,7 +70,7 @@ def _levels(x: Tensor, cond: Tensor | None) -> Tensor:
 
 
 class LevelMLP(Energy):
-    condition = "level"
+    condition = Condition.LEVEL
 
     def __init__(self, in_features: int, hidden=(128, 128), embedding: int = 32, fourier: int = 0,
                  fourier_scale: float = 1.0):
@@ -99,7 +99,7 @@ class LevelMLP(Energy):
 
 
 class LevelCNN(Energy):
-    condition = "level"
+    condition = Condition.LEVEL
 
     def __init__(self, shape: tuple[int, int, int], channels=(32, 64, 64), embedding: int = 32):
         super().__init__()

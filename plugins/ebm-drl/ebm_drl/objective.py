@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ebm_drl.schedule import Levels, NoiseSchedule, StepSchedule
-from ebmcore import Batch, EbmError, Objective
+from ebmcore import Batch, Condition, EbmError, Objective
 from ebmcore import config as cfg
 
 
@@ -94,11 +94,11 @@ class DiffusionRecoveryLikelihood(Objective):
     def __init__(self, energy: nn.Module, sampler, event_shape: tuple[int, ...], levels: Levels,
                  clamp: tuple[float, float] | None = None, data_noise: float = 0.0):
         super().__init__()
-        if getattr(energy, "condition", None) != "level":
+        if energy.condition is not Condition.LEVEL:
             raise EbmError(f"objective 'drl' needs an energy conditioned on the noise level (level_mlp, "
                            f"level_cnn: condition = 'level'), got {type(energy).__name__} with condition = "
-                           f"{getattr(energy, 'condition', None)!r}")
-        if getattr(sampler, "clamp", None) is not None:
+                           f"'{energy.condition.value}'")
+        if sampler.clamp is not None:
             raise EbmError("objective 'drl' runs the sampler in whitened coordinates, where $.sampler.clamp "
                            "means nothing: remove it and set $.objective.clamp (values of x) instead")
         self.energy, self.sampler, self.clamp, self.data_noise = energy, sampler, clamp, data_noise
@@ -120,7 +120,7 @@ class DiffusionRecoveryLikelihood(Objective):
 
     def _per_example(self, name: str, t: Tensor, like: Tensor) -> Tensor:
         """Coefficient ``name`` of each example's level, shaped to broadcast against ``like``."""
-        return getattr(self, name)[t].view(-1, *([1] * (like.dim() - 1)))
+        return self.get_buffer(name)[t].view(-1, *([1] * (like.dim() - 1)))
 
     def diffuse(self, x: Tensor, t: Tensor, *, rng: torch.Generator) -> tuple[Tensor, Tensor]:
         """A training pair per example: x_t = ā_t·x + σ̄_t·ε and x_{t+1} = a_{t+1}·x_t + σ_{t+1}·ε'."""

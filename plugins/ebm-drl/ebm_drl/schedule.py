@@ -73,5 +73,6 @@ class Levels:
         self.loss_weight = self.sigma_next[0] / self.sigma_next
 
     def as_dict(self) -> dict[str, Tensor]:
-        return {k: getattr(self, k) for k in ("a_cum", "sigma_cum", "a_next", "sigma_next", "scale",
-                                               "recovery", "step2", "loss_weight")}
+        return {"a_cum": self.a_cum, "sigma_cum": self.sigma_cum, "a_next": self.a_next,
+                "sigma_next": self.sigma_next, "scale": self.scale, "recovery": self.recovery,
+                "step2": self.step2, "loss_weight": self.loss_weight}

@@ -4,7 +4,8 @@ from ebm_drl import DiffusionRecoveryLikelihood, LevelCNN, LevelMLP, Levels
 from ebm_langevin import Langevin
 from torch import nn
 
-from ebmcore import Batch, DivergenceError, EbmError, RecipeError, build, run_recipe
+from ebmcore import Batch, Condition, DivergenceError, EbmError, Energy, RecipeError
+from ebmcore.train import run_recipe
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
@@ -47,10 +48,10 @@ def test_objective_pairs_follow_the_schedule():
     assert x_next.var(0).mean().item() == pytest.approx(lv.sigma_cum[2].item() ** 2, rel=0.03)
 
 
-class _Quadratic(nn.Module):
+class _Quadratic(Energy):
     """f(y, t) = s_t²·‖y − μ‖²/(2τ²): the level's energy f/s_t² is a Gaussian N(μ, τ²)."""
 
-    condition = "level"
+    condition = Condition.LEVEL
 
     def __init__(self, mu, tau, step2=None):
         super().__init__()
@@ -63,7 +64,7 @@ class _Quadratic(nn.Module):
 
 def _objective(energy, levels, sampler=None, clamp=None):
     energy.step2 = levels.step2.float()
-    return DiffusionRecoveryLikelihood(energy, sampler or Langevin(0.5, 30), (2,), levels, clamp=clamp)
+    return DiffusionRecoveryLikelihood(energy, sampler or Langevin(step_size=0.5, n_steps=30), (2,), levels, clamp=clamp)
 
 
 def test_a_level_chain_samples_the_known_gaussian_conditional():
@@ -102,7 +103,7 @@ def test_chains_cost_k_gradients_per_level_and_sampling_t_times_k():
             calls.append(len(x))
             return super().forward(x, cond)
 
-    objective = DiffusionRecoveryLikelihood(Counting(2, (8,)), Langevin(0.5, 7), (2,), Levels(4))
+    objective = DiffusionRecoveryLikelihood(Counting(2, (8,)), Langevin(step_size=0.5, n_steps=7), (2,), Levels(4))
     objective.sample(5, rng=torch.Generator().manual_seed(0))
     assert len(calls) == 4 * 7
     calls.clear()
@@ -114,7 +115,7 @@ def test_drl_learns_the_mean_of_a_gaussian():
     torch.manual_seed(0)
     mu = torch.tensor([1.0, -0.5])
     data = mu + 0.3 * torch.randn(4000, 2, generator=torch.Generator().manual_seed(0))
-    objective = DiffusionRecoveryLikelihood(LevelMLP(2, (32, 32), 16), Langevin(0.5, 15), (2,), Levels(4))
+    objective = DiffusionRecoveryLikelihood(LevelMLP(2, (32, 32), 16), Langevin(step_size=0.5, n_steps=15), (2,), Levels(4))
     opt = torch.optim.Adam(objective.energy.parameters(), lr=3e-3)
     rng = torch.Generator().manual_seed(1)
     before = objective.sample(1000, rng=torch.Generator().manual_seed(2)).mean(0)
@@ -135,7 +136,7 @@ def test_clamps_keep_a_blown_up_chain_finite_and_the_guard_sees_unguarded_ones()
             return -1e30 * x.pow(2).sum(1)  # ∇ pushes chains to infinity within a few steps
 
     def objective(**guards):
-        return DiffusionRecoveryLikelihood(Exploding(2, (4,)), Langevin(0.5, 20, grad_clamp=guards.get("grad_clamp")),
+        return DiffusionRecoveryLikelihood(Exploding(2, (4,)), Langevin(step_size=0.5, n_steps=20, grad_clamp=guards.get("grad_clamp")),
                                            (2,), Levels(3), clamp=guards.get("clamp"))
 
     x = objective(grad_clamp=100.0, clamp=(-4.0, 4.0)).sample(64, rng=torch.Generator().manual_seed(0))
@@ -191,9 +192,9 @@ def test_energies_take_the_level_and_default_to_level_zero():
         assert energy(x).shape == (5,)
         assert torch.equal(energy(x), energy(x, zero))
         assert not torch.allclose(energy(x, zero), energy(x, three))
-    assert build("energy", "level_cnn", ctx=_ctx((1, 8, 8)), channels=[4]).condition == "level"
+    assert _ctx((1, 8, 8)).build("energy", "level_cnn", channels=[4]).condition is Condition.LEVEL
     with pytest.raises(ValueError, match="images"):
-        build("energy", "level_cnn", ctx=_ctx((2,)))
+        _ctx((2,)).build("energy", "level_cnn")
 
 
 def _ctx(shape):
@@ -205,7 +206,7 @@ def _ctx(shape):
 @pytest.mark.parametrize("data_noise", [0.0, 0.5])
 def test_data_noise_smooths_the_data_that_are_diffused(data_noise, tmp_path):
     """The positives are diffused from x + data_noise·ε: the model learns the smoothed data."""
-    objective = DiffusionRecoveryLikelihood(LevelMLP(2, (8,)), Langevin(0.5, 2), (2,), Levels(3),
+    objective = DiffusionRecoveryLikelihood(LevelMLP(2, (8,)), Langevin(step_size=0.5, n_steps=2), (2,), Levels(3),
                                             data_noise=data_noise)
     seen = []
     diffuse = objective.diffuse
@@ -221,7 +222,7 @@ def test_data_noise_smooths_the_data_that_are_diffused(data_noise, tmp_path):
 
 def test_fourier_features_are_fixed_checkpointed_and_scaled():
     torch.manual_seed(0)
-    energy = build("energy", "level_mlp", ctx=_ctx((2,)), hidden=[16], fourier=500, fourier_scale=0.25)
+    energy = _ctx((2,)).build("energy", "level_mlp", hidden=[16], fourier=500, fourier_scale=0.25)
     assert energy.layers[0].in_features == 2 + 2 * 500
     assert "freqs" in energy.state_dict()  # a resumed run computes the same features
     assert (energy.freqs / (2 * torch.pi)).std().item() == pytest.approx(0.25, rel=0.05)
@@ -231,7 +232,7 @@ def test_fourier_features_are_fixed_checkpointed_and_scaled():
     again = LevelMLP(2, (16,), fourier=500, fourier_scale=0.25)
     again.load_state_dict(energy.state_dict())
     assert torch.equal(again(x), energy(x))
-    assert build("energy", "level_mlp", ctx=_ctx((2,)), hidden=[16]).layers[0].in_features == 2
+    assert _ctx((2,)).build("energy", "level_mlp", hidden=[16]).layers[0].in_features == 2
 
 
 def test_resume_is_exact_with_fourier_features_and_data_noise(tmp_path):

@@ -12,7 +12,6 @@ at the dual-averaging average. A chain is only a valid MCMC chain after its warm
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import attrs
@@ -26,7 +25,7 @@ from ebm_hmc.adaptation import (
 )
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
-from ebmcore.sampling import normal_like, uniform_like
+from ebmcore.kernel import metropolis, normal_like, select
 
 
 def _fewer_than_n_steps(inst, _attr, value):
@@ -114,37 +113,20 @@ def hmc_kernel(x: Tensor, e: Tensor, g: Tensor, energy: nn.Module, step_size: fl
     if temperature != 1:
         log_ratio.div_(temperature)
     log_ratio.add_(kinetic0.sub_(_per_chain(p.square_(), events)), alpha=0.5 / mass)
-    # accept with probability min(1, ratio); a NaN ratio gives probability 0: rejected
-    prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp_(max=0).exp_()
-    accepted = uniform_like(prob, rng) < prob  # u ∈ [0, 1)
-    keep = accepted.view(-1, *(1,) * len(events))
-    # torch.where, not arithmetic: a rejected proposal's NaN stays out of the state
-    new = (torch.where(keep, x_new, x), torch.where(accepted, e_new, e), torch.where(keep, g_new, g))
-    return new, prob, accepted
+    prob, accepted = metropolis(log_ratio, rng)
+    return (select(accepted, x_new, x), select(accepted, e_new, e), select(accepted, g_new, g)), prob, accepted
 
 
 class HMC(Sampler):
     """HMC kernel, with dual-averaging adaptation of ε wrapped around it when ``adapt_steps > 0``."""
 
-    def __init__(self, step_size: float = 0.1, n_leapfrog: int = 5, n_steps: int = 60, mass: float = 1.0,
-                 temperature: float = 1.0, adapt_steps: int = 0, target_accept: float = 0.65,
-                 compile: bool = False):
-        # validate like a recipe does, so direct construction gets the same checks
-        self.config = HMCConfig(step_size, n_leapfrog, n_steps, mass, temperature, adapt_steps, target_accept,
-                                compile)
-        self.compile = compile
-        self.step_size, self.n_leapfrog, self.n_steps = step_size, n_leapfrog, n_steps
-        self.mass, self.temperature = mass, temperature
-        self.adapt_steps, self.target_accept = adapt_steps, target_accept
-
-    @classmethod
-    def from_config(cls, c: HMCConfig, ctx=None) -> HMC:
-        return cls(**attrs.asdict(c))
+    Config = HMCConfig
 
     def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> HMCState:
+        c = self.config
         e, g = energy_and_grad(energy, x, cond)
-        eps = torch.full((), self.step_size, device=x.device)
-        da = dual_averaging_init(self.step_size, x.device) if self.adapt_steps else None
+        eps = torch.full((), c.step_size, device=x.device)
+        da = dual_averaging_init(c.step_size, x.device) if c.adapt_steps else None
         return HMCState(x, e, g, eps, da)
 
     def compilable(self, state: HMCState) -> bool:
@@ -155,19 +137,17 @@ class HMC(Sampler):
         if torch.is_grad_enabled():
             with torch.no_grad():  # called outside run_chain: keep the update off the graph
                 return self.step(state, energy, rng=rng, cond=cond, mask=mask)
+        c = self.config
         # a fixed ε stays a Python number (cheapest); an adapted one stays on the device
-        eps = state.step_size if self.adapt_steps else self.step_size
+        eps = state.step_size if c.adapt_steps else c.step_size
         (x, e, g), prob, accepted = hmc_kernel(
-            state.x, state.energy, state.grad, energy, eps, self.n_leapfrog, mass=self.mass,
-            temperature=self.temperature, rng=rng, cond=cond, mask=mask)
+            state.x, state.energy, state.grad, energy, eps, c.n_leapfrog, mass=c.mass,
+            temperature=c.temperature, rng=rng, cond=cond, mask=mask)
         da, next_eps = state.adaptation, state.step_size
         if da is not None:
-            da = dual_averaging_update(da, prob.mean(), self.target_accept)
-            if da.t < self.adapt_steps:
+            da = dual_averaging_update(da, prob.mean(), c.target_accept)
+            if da.t < c.adapt_steps:
                 next_eps = da.log_step.exp()
             else:  # warm-up over: fix ε at the average
                 next_eps, da = da.log_step_avg.exp(), None
         return HMCState(x, e, g, next_eps, da), HMCInfo(prob, accepted, state.step_size)
-
-    def __repr__(self) -> str:
-        return f"HMC({', '.join(f'{k}={v!r}' for k, v in attrs.asdict(self.config).items())})"

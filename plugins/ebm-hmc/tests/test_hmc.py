@@ -1,12 +1,19 @@
 
 import pytest
 import torch
+from ebm_hmc import HMC, HMCConfig
 from torch import nn
 
-from ebm_hmc import HMC, HMCConfig
 from ebmcore import config as cfg
-from ebmcore.testing import (CountingEnergy, GaussianEnergy, check_carried_state, check_gaussian_2d,
-                             check_masked_conditional, check_nan_rejected, check_rng_discipline)
+from ebmcore.kit.conformance import (
+    CountingEnergy,
+    GaussianEnergy,
+    check_carried_state,
+    check_gaussian_2d,
+    check_masked_conditional,
+    check_nan_rejected,
+    check_rng_discipline,
+)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"mass": 2.0, "step_size": 0.4}, {"adapt_steps": 50, "step_size": 0.01}],
@@ -100,12 +107,12 @@ def test_registered_as_sampler_hmc():
     from ebmcore import RecipeError, build
 
     s = build("sampler", "hmc", step_size=0.2, n_leapfrog=3, adapt_steps=10)
-    assert isinstance(s, HMC) and (s.step_size, s.n_leapfrog, s.adapt_steps) == (0.2, 3, 10)
+    assert isinstance(s, HMC) and (s.config.step_size, s.config.n_leapfrog, s.config.adapt_steps) == (0.2, 3, 10)
     with pytest.raises(RecipeError, match="adapt_steps"):
         build("sampler", "hmc", adapt_steps=60)
 
 
-# the harder conformance checks of ebmcore.testing (skipped where this ebmcore lacks them),
+# the harder conformance checks of ebmcore.kit.conformance (skipped where this ebmcore lacks them),
 # each with dual averaging from a deliberately rough initial step size
 _CONFORMANCE = [("check_anisotropic_gaussian", 0.05, 5, 60), ("check_gaussian_10d", 0.4, 5, 60),
                 ("check_mixture", 0.3, 3, 100), ("check_banana", 0.1, 8, 100)]
@@ -115,9 +122,9 @@ _CONFORMANCE = [("check_anisotropic_gaussian", 0.05, 5, 60), ("check_gaussian_10
 @pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow, id="compiled")])
 @pytest.mark.parametrize("check, step_size, n_leapfrog, n_steps", _CONFORMANCE, ids=[c[0] for c in _CONFORMANCE])
 def test_hmc_passes_the_conformance_checks(check, step_size, n_leapfrog, n_steps, compile):
-    import ebmcore.testing
+    import ebmcore.kit.conformance
 
-    if not hasattr(ebmcore.testing, check):
-        pytest.skip(f"ebmcore.testing has no {check}")
-    getattr(ebmcore.testing, check)(HMC(step_size=step_size, n_leapfrog=n_leapfrog, n_steps=n_steps,
+    if not hasattr(ebmcore.kit.conformance, check):
+        pytest.skip(f"ebmcore.kit.conformance has no {check}")
+    getattr(ebmcore.kit.conformance, check)(HMC(step_size=step_size, n_leapfrog=n_leapfrog, n_steps=n_steps,
                                         adapt_steps=n_steps * 2 // 5, compile=compile))

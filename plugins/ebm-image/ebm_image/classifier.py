@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ebmcore.checkpoint import atomic_write
+from ebmcore.kit.files import atomic_write
 
 #: bump when the architecture or training changes: old cache files are then ignored
 VERSION = 1

@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ebmcore import Batch, Data
-from ebmcore.pictures import image_grid_png
+from ebmcore import Batch, Data, EbmError
+from ebmcore.kit.pictures import image_grid_png
 
 
 def to_unit_range(x: torch.Tensor, max_value: float) -> torch.Tensor:
@@ -41,8 +41,6 @@ class ImageData(Data):
                  num_classes: int | None = None, name: str = "images",
                  heldout: Batch | None = None, excluded_classes: tuple[int, ...] = ()):
         if conditional and labels is None:
-            from ebmcore import EbmError
-
             raise EbmError(f"{name}: conditional = true needs labels, but this data set has none")
         if flip:
             x, labels = with_flips(x, labels)
@@ -60,12 +58,9 @@ class ImageData(Data):
         #: the held-out split would count the classes the model must not learn
         self.excluded_classes = tuple(excluded_classes)
 
-    def heldout(self) -> Batch:
-        """Held-out images and their labels (or None): ``Batch(x, labels)``."""
-        if self._heldout is None:
-            from ebmcore import EbmError
-
-            raise EbmError(f"{self.name}: this data set has no held-out split")
+    def heldout(self) -> Batch | None:
+        """Held-out images and their labels (or None): ``Batch(x, labels)``; None if there is
+        no held-out split."""
         return self._heldout
 
     def dataset(self) -> Batch:
@@ -77,8 +72,6 @@ class ImageData(Data):
     def classifier(self):
         """The data set's own classifier (trained on first use, then cached on disk)."""
         if self.labels is None or self.num_classes is None:
-            from ebmcore import EbmError
-
             raise EbmError(f"{self.name}: a classifier needs labels and num_classes")
         if self._classifier is None:
             from ebm_image.classifier import load_or_train
@@ -90,8 +83,9 @@ class ImageData(Data):
         return self._classifier
 
     def evaluate(self, samples: torch.Tensor) -> dict[str, float]:
-        """Classifier-feature FD (with held-out and noise yardsticks) and class coverage;
-        empty for data without labels or a held-out split, or with excluded classes."""
+        """Classifier-feature FD (beside its yardsticks: held-out images, noise, a fitted
+        Gaussian) and class coverage; empty for data without labels or a held-out split, or
+        with excluded classes."""
         if self.labels is None or self._heldout is None or self.num_classes is None or self.excluded_classes:
             return {}
         if self._metrics is None:

@@ -9,7 +9,7 @@
 All take any square or rectangular size: the head's input size is found by a dry run.
 Each can be conditional (``condition``): on a class label (one energy per class from the
 head, E(x, y); without a label, the marginal −log Σ_y exp(−E(x, y))) or on a completion
-condition (:func:`ebmcore.masks.completion_condition`, concatenated to x as channels).
+condition (:func:`ebmcore.kit.masks.completion_condition`, concatenated to x as channels).
 """
 
 from typing import Literal
@@ -18,7 +18,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebmcore import Energy
+from ebmcore import Condition, Energy
 from ebmcore import config as cfg
 
 Activation = Literal["swish", "relu", "leaky_relu", "elu", "softplus"]
@@ -31,12 +31,12 @@ def _reference_std() -> object:
                        metadata={"doc": "add ‖x‖²/(2σ²), a Gaussian reference distribution (Xie et al. 2016)"})
 
 
-Condition = Literal["none", "label", "completion"]
+ConditionName = Literal["none", "label", "completion"]
 
 
 def _condition() -> object:
     return cfg.doc("'label': E(x, y) for class labels y (one head output per class); 'completion': "
-                   "E(x, observed part), the condition of ebmcore.masks.completion_condition "
+                   "E(x, observed part), the condition of ebmcore.kit.masks.completion_condition "
                    "concatenated to x as channels; 'none'", default="none")
 
 
@@ -51,14 +51,14 @@ def _image_shape(ctx, who: str) -> tuple[int, int, int]:
     return shape
 
 
-def _io(shape: tuple[int, int, int], condition: str, ctx, who: str) -> tuple[tuple[int, int, int], int]:
+def _io(shape: tuple[int, int, int], condition: Condition, ctx, who: str) -> tuple[tuple[int, int, int], int]:
     """The features' input shape and the head's output size for a ``condition``."""
     c, h, w = shape
-    if condition == "label":
+    if condition is Condition.LABEL:
         if not ctx.num_classes:
             raise ValueError(f"{who} with condition = 'label' needs data with classes (num_classes)")
         return shape, ctx.num_classes
-    if condition == "completion":
+    if condition is Condition.COMPLETION:
         return (2 * c + 1, h, w), 1  # x, the observed image and the missing indicator
     return shape, 1
 
@@ -72,19 +72,19 @@ class ImageEnergy(Energy):
     """features → flatten → head, plus the optional Gaussian reference term."""
 
     def __init__(self, features: nn.Module, head: nn.Module, reference_std: float | None = None,
-                 condition: Condition = "none"):
+                 condition: Condition = Condition.NONE):
         super().__init__()
         self.features, self.head, self.reference_std = features, head, reference_std
         self.condition = condition
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         inp = x
-        if self.condition == "completion":
+        if self.condition is Condition.COMPLETION:
             if cond is None:
                 raise ValueError("a completion energy needs its condition (the observed image and mask)")
             inp = torch.cat([x, cond.to(x.dtype)], dim=1)
         out = self.head(self.features(inp).flatten(1))
-        if self.condition != "label":
+        if self.condition is not Condition.LABEL:
             e = out.squeeze(-1)
         elif cond is None:
             e = -torch.logsumexp(-out, dim=1)  # the marginal energy of x over its labels
@@ -104,11 +104,12 @@ class SwishCNNConfig:
     hidden: int = cfg.positive("channels of the middle convolution (the first has half, the last two double)",
                                default=32)
     reference_std: float | None = _reference_std()
-    condition: Condition = _condition()
+    condition: ConditionName = _condition()
 
 
 def swish_cnn(c: SwishCNNConfig, ctx) -> ImageEnergy:
-    shape, outputs = _io(_image_shape(ctx, "energy 'swish_cnn'"), c.condition, ctx, "energy 'swish_cnn'")
+    condition = Condition(c.condition)
+    shape, outputs = _io(_image_shape(ctx, "energy 'swish_cnn'"), condition, ctx, "energy 'swish_cnn'")
     h1, h2, h3 = c.hidden // 2 or 1, c.hidden, c.hidden * 2
     features = nn.Sequential(
         # padding 4 turns 28×28 into an effective 32×32, as in the tutorial
@@ -117,7 +118,7 @@ def swish_cnn(c: SwishCNNConfig, ctx) -> ImageEnergy:
         nn.Conv2d(h2, h3, 3, stride=2, padding=1), nn.SiLU(),
         nn.Conv2d(h3, h3, 3, stride=2, padding=1), nn.SiLU())
     head = nn.Sequential(nn.Linear(_flat_size(features, shape), h3), nn.SiLU(), nn.Linear(h3, outputs))
-    return ImageEnergy(features, head, c.reference_std, c.condition)
+    return ImageEnergy(features, head, c.reference_std, condition)
 
 
 # --- Generative ConvNet (Xie et al. 2016) ---------------------------------------------------
@@ -139,11 +140,12 @@ class GenConvNetConfig:
     reference_std: float | None = attrs.field(
         default=1.0, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "σ of the Gaussian reference ‖x‖²/(2σ²) (Xie et al. 2016); unset: none"})
-    condition: Condition = _condition()
+    condition: ConditionName = _condition()
 
 
 def genconvnet(c: GenConvNetConfig, ctx) -> ImageEnergy:
-    shape, outputs = _io(_image_shape(ctx, "energy 'genconvnet'"), c.condition, ctx, "energy 'genconvnet'")
+    condition = Condition(c.condition)
+    shape, outputs = _io(_image_shape(ctx, "energy 'genconvnet'"), condition, ctx, "energy 'genconvnet'")
     layers: list[nn.Module] = []
     prev = shape[0]
     for i, ch in enumerate(c.channels):
@@ -151,7 +153,7 @@ def genconvnet(c: GenConvNetConfig, ctx) -> ImageEnergy:
         layers += [nn.Conv2d(prev, ch, k, stride=2, padding=k // 2), _ACTIVATIONS[c.activation]()]
         prev = ch
     features = nn.Sequential(*layers)
-    return ImageEnergy(features, nn.Linear(_flat_size(features, shape), outputs), c.reference_std, c.condition)
+    return ImageEnergy(features, nn.Linear(_flat_size(features, shape), outputs), c.reference_std, condition)
 
 
 # --- ResNet (IGEBM style) -------------------------------------------------------------------
@@ -185,11 +187,12 @@ class ResNetConfig:
     blocks: int = cfg.positive("residual blocks; each but the last halves the size", default=3)
     spectral_norm: bool = cfg.doc("spectral normalisation of every conv and linear layer (IGEBM)", default=False)
     reference_std: float | None = _reference_std()
-    condition: Condition = _condition()
+    condition: ConditionName = _condition()
 
 
 def resnet(c: ResNetConfig, ctx) -> ImageEnergy:
-    shape, outputs = _io(_image_shape(ctx, "energy 'resnet'"), c.condition, ctx, "energy 'resnet'")
+    condition = Condition(c.condition)
+    shape, outputs = _io(_image_shape(ctx, "energy 'resnet'"), condition, ctx, "energy 'resnet'")
     sn = c.spectral_norm
     layers: list[nn.Module] = [_maybe_sn(nn.Conv2d(shape[0], c.width, 3, padding=1), sn)]
     ch = c.width
@@ -199,4 +202,4 @@ def resnet(c: ResNetConfig, ctx) -> ImageEnergy:
         layers.append(ResBlock(ch, out, downsample=not last, sn=sn))
         ch = out
     layers.append(SumPool())
-    return ImageEnergy(nn.Sequential(*layers), _maybe_sn(nn.Linear(ch, outputs), sn), c.reference_std, c.condition)
+    return ImageEnergy(nn.Sequential(*layers), _maybe_sn(nn.Linear(ch, outputs), sn), c.reference_std, condition)

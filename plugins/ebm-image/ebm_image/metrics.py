@@ -1,11 +1,14 @@
 """Sample quality of labelled image data: classifier-feature Fréchet distance and class coverage.
 
 ``fd`` compares the samples' classifier features with those of the training images (the
-reference statistics). Two yardsticks are computed once, with the same number of images
-as the samples, so the bias of a finite sample is the same for all three:
+reference statistics). Its yardsticks (:class:`ebmcore.kit.metrics.Yardsticks`) are
+computed once, with the same number of images as the samples, so the bias of a finite
+sample is the same for all:
 
 - ``fd/heldout``: held-out real images (the floor: what a perfect model would score);
-- ``fd/noise``: uniform noise in [−1, 1] (the ceiling).
+- ``fd/noise``: uniform noise in [−1, 1] (the ceiling);
+- ``fd/gaussian``: a full-covariance Gaussian fitted to the reference training images,
+  clamped to [−1, 1] as samples are (the simplest model), and ``fd/vs_gaussian``.
 
 ``classes/covered`` counts classes that receive at least a fifth of a fair share of the
 samples' predicted labels; ``classes/entropy`` is the entropy of that histogram divided by
@@ -20,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ebm_image.classifier import Classifier
+from ebmcore.kit.metrics import Yardsticks, beside
 
 #: reference statistics use at most this many training images
 REFERENCE_IMAGES = 10_000
@@ -51,35 +55,29 @@ def class_coverage(pred: Tensor, num_classes: int) -> dict[str, float]:
 
 
 class ClassifierMetrics:
-    """FD and coverage of samples for one data set; the yardsticks are cached per sample count."""
+    """FD (beside its yardsticks) and coverage of samples for one data set."""
 
     def __init__(self, classifier: Classifier, train_x: Tensor, heldout_x: Tensor, num_classes: int,
                  *, seed: int = 0):
         self.classifier, self.num_classes = classifier, num_classes
         rng = torch.Generator().manual_seed(seed)
-        pick = torch.randperm(len(train_x), generator=rng)[:REFERENCE_IMAGES]
-        self.reference = gaussian_stats(classifier.embed(train_x[pick])[0])
+        reference = train_x[torch.randperm(len(train_x), generator=rng)[:REFERENCE_IMAGES]]
+        self.reference = gaussian_stats(classifier.embed(reference)[0])
         self.heldout_x = heldout_x
-        self._yardsticks: dict[int, dict[str, float]] = {}
-        self._seed = seed
+        shape = heldout_x.shape[1:]
+        self.yardsticks = Yardsticks(self.fd, train=reference, heldout=heldout_x, seed=seed + 1,
+                                     noise=lambda n, g: torch.rand((n, *shape), generator=g) * 2 - 1)
 
     def fd(self, x: Tensor) -> float:
-        return frechet_distance(gaussian_stats(self.classifier.embed(x)[0]), self.reference)
-
-    def yardsticks(self, n: int) -> dict[str, float]:
-        if n not in self._yardsticks:
-            rng = torch.Generator().manual_seed(self._seed + 1)
-            held = self.heldout_x[torch.randperm(len(self.heldout_x), generator=rng)[:n]]
-            noise = torch.rand((n, *self.heldout_x.shape[1:]), generator=rng) * 2 - 1
-            self._yardsticks[n] = {"fd/heldout": self.fd(held), "fd/noise": self.fd(noise)}
-        return self._yardsticks[n]
+        """The FD of images ``x`` (clamped to [−1, 1], as samples are) to the reference."""
+        return frechet_distance(gaussian_stats(self.classifier.embed(x.float().clamp(-1, 1))[0]), self.reference)
 
     def __call__(self, samples: Tensor) -> dict[str, float]:
         samples = samples.detach().float().cpu().clamp(-1, 1)
         if len(samples) < 2:
             return {}  # a covariance needs two samples
         feats, pred = self.classifier.embed(samples)
-        out = {"fd": frechet_distance(gaussian_stats(feats), self.reference)}
-        out.update(self.yardsticks(min(len(samples), len(self.heldout_x))))
+        out = beside("fd", frechet_distance(gaussian_stats(feats), self.reference),
+                     self.yardsticks(min(len(samples), len(self.heldout_x))))
         out.update(class_coverage(pred, self.num_classes))
         return out

@@ -23,11 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ebmcore import EbmError, Task, sampling_mode
+from ebm_image.common import ImageData
+from ebm_image.digits import DigitsData, load_digits_tensor
+from ebmcore import Condition, EbmError, Task, sampling_mode
 from ebmcore import config as cfg
-from ebmcore.diagnostics import auroc
-from ebmcore.masks import completion_condition, hole_mask
-from ebmcore.pictures import image_grid_png
+from ebmcore.errors import did_you_mean
+from ebmcore.kit.diagnostics import auroc
+from ebmcore.kit.masks import completion_condition, hole_mask
+from ebmcore.kit.pictures import image_grid_png
 
 #: OOD sets, in report order
 OOD_SETS = ("digits", "noise", "flip", "gaussian", "train")
@@ -42,9 +45,10 @@ def _image_shape(ctx, who: str) -> tuple[int, int, int]:
 
 def _heldout(data, who: str, n: int) -> Tensor:
     """The first ``n`` held-out images (all of them if fewer)."""
-    if not hasattr(data, "heldout"):
-        raise EbmError(f"{who} needs image data with a held-out split (data.heldout())")
-    x = data.heldout().x
+    held = data.heldout()
+    if held is None:
+        raise EbmError(f"{who} needs data with a held-out split (data.heldout())")
+    x = held.x
     if len(x) == 0:
         raise EbmError(f"{who}: the held-out split is empty")
     return x[:n]
@@ -135,9 +139,6 @@ class Inpaint(Task):
 
     def complete_by_objective(self, objective, x: Tensor, missing: Tensor, *, rng: torch.Generator) -> Tensor:
         """The objective's completions (``objective.complete``), observed pixels kept bit for bit."""
-        if not hasattr(objective, "complete"):
-            raise EbmError(f"task 'inpaint' with by = 'objective': objective {type(objective).__name__} "
-                           "cannot complete images (no complete())")
         out = []
         for xs, ms in zip(x.split(self.c.batch), missing.split(self.c.batch)):
             done = objective.complete(xs.to(self.device), ms.to(self.device), rng=rng, n_steps=self.c.n_steps)
@@ -168,7 +169,7 @@ class Inpaint(Task):
             noise_fill = torch.where(missing, _noise(x.shape, "uniform", rng), x)
         mse_mean = _mse(mean_fill, x, missing)
         # a completion energy scores x given its observed part
-        cond = completion_condition(x, missing) if getattr(self.energy, "condition", None) == "completion" else None
+        cond = completion_condition(x, missing) if self.energy.condition is Condition.COMPLETION else None
         e_orig = _energies(self.energy, x, self.device, self.c.batch, cond)
         e_done = _energies(self.energy, completed, self.device, self.c.batch, cond)
         masked = torch.where(missing, torch.zeros_like(x), x)  # the hole shown in grey
@@ -244,8 +245,6 @@ def _sets(_inst, _attr, value):
         return
     unknown = [v for v in value if v not in OOD_SETS]
     if unknown or not value or len(set(value)) != len(value):
-        from ebmcore.errors import did_you_mean
-
         hint = did_you_mean(unknown[0], OOD_SETS) if unknown else ""
         raise ValueError(f"must be distinct names from {', '.join(OOD_SETS)}, got {list(value)}{hint}")
 
@@ -276,8 +275,6 @@ class OOD(Task):
     def make_set(self, name: str, x: Tensor, data, rng: torch.Generator) -> Tensor:
         n, (c, h, w) = len(x), x.shape[1:]
         if name == "digits":
-            from ebm_image.digits import load_digits_tensor
-
             digits, _ = load_digits_tensor()
             idx = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
             digits = digits[idx][:n]
@@ -317,7 +314,7 @@ def build_ood(c: OODConfig, ctx) -> OOD:
     if c.sets is not None:
         sets = c.sets
     else:
-        is_digits = getattr(ctx.built.get("data"), "name", None) == "digits"
+        is_digits = isinstance(ctx.built.get("data"), DigitsData)
         sets = tuple(s for s in OOD_SETS if s != "train" and not (s == "digits" and (channels != 1 or is_digits)))
     return OOD(c, ctx.require("energy", who), ctx.device, sets)
 
@@ -358,7 +355,7 @@ class ClassAccuracy(Task):
 def build_class_accuracy(c: ClassAccuracyConfig, ctx) -> ClassAccuracy:
     who = "task 'class_accuracy'"
     data = ctx.require("data", who)
-    if not getattr(data, "conditional", False) or not hasattr(data, "classifier"):
+    if not isinstance(data, ImageData) or not data.conditional:
         raise EbmError(f"{who} needs labelled image data with conditional = true (a label-conditional model)")
     return ClassAccuracy(c, ctx.device)
 

@@ -17,7 +17,9 @@ is the relative Frobenius error ‖G(x) − G(e)‖ / ‖G(e)‖ averaged over t
 ``texture/gram`` is its mean over the samples. It is 0 for the exemplar itself; uniform
 noise on [−1, 1] (``texture/gram_noise``, same number of images, fixed seed) is the
 ceiling a model must beat; ``texture/gram_crops`` (the training crops themselves) is what
-faithful samples of the exemplar's own patches reach.
+faithful samples of the exemplar's own patches reach; ``texture/gram_gaussian`` is a
+full-covariance Gaussian fitted to the crops (the simplest model), and
+``texture/gram_vs_gaussian`` the score over it (:class:`ebmcore.kit.metrics.Yardsticks`).
 """
 
 from pathlib import Path
@@ -32,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from ebm_image.common import ImageData
 from ebmcore import EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.metrics import Yardsticks
 
 BUNDLED = ("brick", "grass", "gravel")
 POOLS = (1, 2, 4)
@@ -74,7 +77,8 @@ def load_exemplar(name: str = "brick", path: str = "", scale: int = 128, stretch
             raise EbmError(f"unknown texture {name!r}: bundled are {', '.join(BUNDLED)}")
         import skimage.data
 
-        img = Image.fromarray(getattr(skimage.data, name)()).convert("L")
+        img = Image.fromarray({"brick": skimage.data.brick, "grass": skimage.data.grass,
+                               "gravel": skimage.data.gravel}[name]()).convert("L")
     x = torch.from_numpy(np.asarray(img, dtype=np.float32).copy())[None, None] / 255.0
     if tuple(x.shape[-2:]) != (scale, scale):
         x = F.interpolate(x, size=(scale, scale), mode="bilinear", align_corners=False,
@@ -134,15 +138,19 @@ class TextureData(ImageData):
         super().__init__(crops, batch_size=batch_size, name=name)
         self.exemplar = exemplar
         self.crops_distance = float(gram_distance(crops[:64], exemplar).mean())
+        shape = self.event_shape
+        self.yardsticks = Yardsticks(self.distance, train=crops, seed=0,
+                                     noise=lambda n, g: torch.rand((n, *shape), generator=g) * 2 - 1)
 
-    def noise_distance(self, n: int) -> float:
-        noise = torch.rand((n, *self.event_shape), generator=torch.Generator().manual_seed(0)) * 2 - 1
-        return float(gram_distance(noise, self.exemplar).mean())
+    def distance(self, x: torch.Tensor) -> float:
+        """The mean Gram distance of images ``x`` to the exemplar."""
+        return float(gram_distance(x, self.exemplar).mean())
 
     def evaluate(self, samples: torch.Tensor) -> dict[str, float]:
-        return {"texture/gram": float(gram_distance(samples, self.exemplar).mean()),
-                "texture/gram_noise": self.noise_distance(len(samples)),
-                "texture/gram_crops": self.crops_distance}
+        gram, sticks = self.distance(samples), self.yardsticks(len(samples))
+        return {"texture/gram": gram, "texture/gram_noise": sticks["noise"],
+                "texture/gram_crops": self.crops_distance, "texture/gram_gaussian": sticks["gaussian"],
+                "texture/gram_vs_gaussian": gram / sticks["gaussian"]}
 
 
 def texture_data(c: TextureConfig, ctx=None) -> TextureData:

@@ -6,7 +6,7 @@ from ebm_image import DigitsConfig, digits_data
 from ebm_image import classifier as clf
 from ebm_image.metrics import class_coverage, frechet_distance, gaussian_stats
 
-from ebmcore import BuildContext, build
+from ebmcore import BuildContext
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["swish_cnn", "genconvnet", "resnet"])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 16, 12)])
 def test_image_energies_give_one_finite_energy_and_gradient_per_image(name, shape):
-    energy = build("energy", name, ctx=BuildContext(event_shape=shape))
+    energy = BuildContext(event_shape=shape).build("energy", name)
     x = torch.rand(5, *shape, requires_grad=True) * 2 - 1
     e = energy(x)
     assert e.shape == (5,) and torch.isfinite(e).all()
@@ -43,14 +43,14 @@ def test_image_energies_give_one_finite_energy_and_gradient_per_image(name, shap
 @pytest.mark.parametrize("name", ["swish_cnn", "genconvnet", "resnet"])
 def test_image_energies_refuse_vector_data_naming_themselves(name):
     with pytest.raises(ValueError, match=f"energy '{name}' needs images"):
-        build("energy", name, ctx=BuildContext(event_shape=(2,)))
+        BuildContext(event_shape=(2,)).build("energy", name)
 
 
 def test_the_reference_term_makes_far_images_improbable():
     torch.manual_seed(0)
-    energy = build("energy", "genconvnet", ctx=BuildContext(event_shape=(1, 8, 8)), reference_std=0.5)
+    energy = BuildContext(event_shape=(1, 8, 8)).build("energy", "genconvnet", reference_std=0.5)
     x = torch.zeros(1, 1, 8, 8)
-    without = build("energy", "genconvnet", ctx=BuildContext(event_shape=(1, 8, 8)), reference_std=None)
+    without = BuildContext(event_shape=(1, 8, 8)).build("energy", "genconvnet", reference_std=None)
     without.load_state_dict(energy.state_dict())
     far = torch.full((1, 1, 8, 8), 3.0)
     # the Gaussian term is exactly ‖x‖²/2σ² on top of the network
@@ -59,7 +59,7 @@ def test_the_reference_term_makes_far_images_improbable():
 
 
 def test_spectral_norm_resnet_keeps_its_layers_unit_norm_after_power_iterations():
-    energy = build("energy", "resnet", ctx=BuildContext(event_shape=(1, 8, 8)), spectral_norm=True)
+    energy = BuildContext(event_shape=(1, 8, 8)).build("energy", "resnet", spectral_norm=True)
     energy.train()
     for _ in range(20):
         energy(torch.randn(4, 1, 8, 8))

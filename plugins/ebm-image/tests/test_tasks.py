@@ -5,29 +5,22 @@ import json
 import math
 from typing import NamedTuple
 
+import attrs
 import pytest
 import torch
 from ebm_image.common import ImageData
-from torch import nn
+from ebm_image.digits import DigitsData
 
 import ebmcore
-from ebmcore import (
-    Batch,
-    BuildContext,
-    EbmError,
-    RecipeError,
-    Sampler,
-    default_host,
-    energy_and_grad,
-)
-from ebmcore.recipe import parse_recipe
-from ebmcore.testing import GaussianEnergy
+from ebmcore import Batch, BuildContext, EbmError, Energy, RecipeError, Sampler, default_host, energy_and_grad
+from ebmcore.kit.conformance import GaussianEnergy
+from ebmcore.train.recipe import parse_recipe
 
 SIDE = 8
 SHAPE = (1, SIDE, SIDE)
 
 
-class ImageGaussian(nn.Module):
+class ImageGaussian(Energy):
     """A Gaussian over images: GaussianEnergy on the flattened pixels."""
 
     def __init__(self, mean: torch.Tensor, cov: torch.Tensor):
@@ -49,19 +42,27 @@ class _Info(NamedTuple):
     energy: torch.Tensor
 
 
+@attrs.frozen
+class ULAConfig:
+    step_size: float = 0.02
+    n_steps: int = 400
+    temperature: float = 1.0
+    compile: bool = False
+
+
 class ULA(Sampler):
     """A plain ULA kernel at temperature T (the test owns its sampler: no plugin import)."""
 
-    def __init__(self, step_size=0.02, n_steps=400, temperature=1.0):
-        self.step_size, self.n_steps, self.temperature = step_size, n_steps, temperature
+    Config = ULAConfig
 
     def init(self, x, energy, cond=None):
         return _State(x)
 
     def step(self, state, energy, *, rng, cond=None, mask=None):
+        c = self.config
         e, g = energy_and_grad(energy, state.x, cond)
         noise = torch.randn(state.x.shape, generator=rng)
-        x = state.x - self.step_size * g + math.sqrt(2 * self.step_size * self.temperature) * noise
+        x = state.x - c.step_size * g + math.sqrt(2 * c.step_size * c.temperature) * noise
         return _State(x if mask is None else torch.where(mask, state.x, x)), _Info(e)
 
 
@@ -83,7 +84,7 @@ def _data(energy, n_train=2000, n_test=300, seed=0):
 def _build(name, energy, data, sampler=None, **config):
     ctx = BuildContext(event_shape=SHAPE, built={"data": data, "energy": energy,
                                                  **({"sampler": sampler} if sampler else {})})
-    return ebmcore.build("task", name, ctx=ctx, **config)
+    return ctx.build("task", name, **config)
 
 
 # --- inpaint --------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ def test_inpainting_a_gaussian_finds_the_conditional_mean_and_beats_the_mean_fil
     metrics = task.run(None, data, rng=rng, out=tmp_path)
 
     x = data.heldout().x[:100]
-    from ebmcore.masks import hole_mask
+    from ebmcore.kit.masks import hole_mask
 
     missing = hole_mask(tuple(x.shape), 4, "centre", rng)[0, 0].flatten()
     o, h = ~missing, missing
@@ -123,7 +124,7 @@ def test_observed_pixels_are_kept_bit_exact_and_only_the_hole_moves(region):
     task = _build("inpaint", energy, data, ULA(step_size=0.05, n_steps=20), hole=3, region=region)
     x = data.heldout().x.clone()
     x[:4, 0, 0, 0] = -0.0
-    from ebmcore.masks import hole_mask
+    from ebmcore.kit.masks import hole_mask
 
     missing = hole_mask(tuple(x.shape), 3, region, torch.Generator().manual_seed(0))
     assert int(missing[0].sum()) == (3 * SIDE if region == "bottom" else 9)
@@ -140,7 +141,7 @@ def test_a_hole_that_fills_the_image_or_data_without_a_heldout_split_is_an_error
         _build("inpaint", energy, _data(energy), ULA(), hole=SIDE)
     task = _build("inpaint", energy, _data(energy), ULA(n_steps=2), hole=2)
     no_heldout = ImageData(torch.zeros(10, *SHAPE))
-    with pytest.raises(EbmError, match="no held-out split"):
+    with pytest.raises(EbmError, match="needs data with a held-out split"):
         task.run(None, no_heldout, rng=torch.Generator(), out=tmp_path)
 
 
@@ -158,7 +159,7 @@ def test_denoising_with_the_true_energy_lowers_the_error(tmp_path):
 
 # --- ood -------------------------------------------------------------------------------------------
 
-class Quadratic(nn.Module):
+class Quadratic(Energy):
     def __init__(self, centre, sign=1.0):
         super().__init__()
         self.register_buffer("centre", centre)
@@ -188,10 +189,10 @@ def test_ood_leaves_digits_out_for_digits_data_and_colour_images():
     energy = Quadratic(torch.zeros(1, 3, 8, 8))
     colour = ImageData(torch.zeros(10, 3, 8, 8), heldout=Batch(torch.zeros(5, 3, 8, 8)))
     ctx = BuildContext(event_shape=(3, 8, 8), built={"data": colour, "energy": energy})
-    assert ebmcore.build("task", "ood", ctx=ctx).sets == ("noise", "flip", "gaussian")
-    digits = ImageData(torch.zeros(10, 1, 8, 8), name="digits")
+    assert ctx.build("task", "ood").sets == ("noise", "flip", "gaussian")
+    digits = DigitsData(torch.zeros(10, 1, 8, 8), name="digits")
     ctx = BuildContext(event_shape=(1, 8, 8), built={"data": digits, "energy": energy})
-    assert "digits" not in ebmcore.build("task", "ood", ctx=ctx).sets
+    assert "digits" not in ctx.build("task", "ood").sets
 
 
 # --- in a recipe -----------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def test_recipe_problems_in_image_tasks_name_their_path():
 
 def test_image_tasks_run_at_the_end_of_a_digits_recipe(tmp_path):
     out = tmp_path / "run"
-    record = ebmcore.run_recipe(RECIPE, out=str(out), progress=False)
+    record = ebmcore.train.run_recipe(RECIPE, out=str(out), progress=False)
     results = json.loads((out / "tasks.json").read_text())
     assert set(results) == {"fill", "clean", "ood"}
     assert {"mse", "mse_mean_fill", "mse_noise_fill"} <= set(results["fill"])
@@ -235,7 +236,7 @@ def test_image_tasks_run_at_the_end_of_a_digits_recipe(tmp_path):
     with pytest.raises(EbmError, match=r"\$\.tasks\.fill: cannot build task 'inpaint'.*leaves nothing"):
         bad = copy.deepcopy(RECIPE)
         bad["tasks"]["fill"]["hole"] = 8
-        ebmcore.run_recipe(bad, out=str(tmp_path / "bad"), progress=False)
+        ebmcore.train.run_recipe(bad, out=str(tmp_path / "bad"), progress=False)
 
 
 def test_averaging_chains_from_the_mean_image_lowers_the_error_of_one_sample(tmp_path):

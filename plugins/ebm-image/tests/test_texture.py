@@ -121,8 +121,12 @@ def test_gram_distance_is_zero_for_the_exemplar_and_large_for_noise():
     data = texture_data(TextureConfig(name="brick", scale=96, size=48, n_crops=16))
     assert gram_distance(data.exemplar, data.exemplar).item() == 0
     scores = data.evaluate(data.x)
-    assert set(scores) == {"texture/gram", "texture/gram_noise", "texture/gram_crops"}
+    assert set(scores) == {"texture/gram", "texture/gram_noise", "texture/gram_crops", "texture/gram_gaussian",
+                           "texture/gram_vs_gaussian"}
     assert 0 < scores["texture/gram"] < 0.5 * scores["texture/gram_noise"]
+    # a Gaussian fitted to the crops has their pixel covariance but not their patch statistics
+    assert scores["texture/gram"] < scores["texture/gram_gaussian"] < scores["texture/gram_noise"]
+    assert scores["texture/gram_vs_gaussian"] == scores["texture/gram"] / scores["texture/gram_gaussian"]
     grass = texture_data(TextureConfig(name="grass", scale=96, size=48, n_crops=16))
     assert data.evaluate(grass.x)["texture/gram"] > 2 * scores["texture/gram"]  # another texture is far
 

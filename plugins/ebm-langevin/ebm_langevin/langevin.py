@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
-from ebmcore.sampling import normal_like
+from ebmcore.kernel import normal_like
 
 
 def _clamp_range(_inst, _attr, value):
@@ -41,11 +41,9 @@ class LangevinConfig:
 
 
 class LangevinState(NamedTuple):
-    """Position; energy and gradient at it when known (None: not computed yet)."""
+    """Position (ULA carries nothing else: each step computes its gradient)."""
 
     x: Tensor
-    energy: Tensor | None = None
-    grad: Tensor | None = None
 
 
 class LangevinInfo(NamedTuple):
@@ -58,23 +56,19 @@ class LangevinInfo(NamedTuple):
 class Langevin(Sampler):
     """ULA kernel; one energy gradient per step."""
 
-    def __init__(self, step_size: float = 0.01, n_steps: int = 60, noise: float | None = None,
-                 temperature: float = 1.0, grad_clamp: float | None = None,
-                 clamp: tuple[float, float] | None = None, compile: bool = False):
-        # validate like a recipe does, so direct construction gets the same checks
-        self.config = LangevinConfig(step_size, n_steps, noise, temperature, grad_clamp,
-                                     None if clamp is None else tuple(clamp), compile)
-        self.compile = compile
-        self.step_size, self.n_steps = step_size, n_steps
-        self.noise = math.sqrt(2 * step_size) if noise is None else noise
-        self.temperature, self.grad_clamp, self.clamp = temperature, grad_clamp, clamp
+    Config = LangevinConfig
 
-    @classmethod
-    def from_config(cls, c: LangevinConfig, ctx=None) -> "Langevin":
-        return cls(**attrs.asdict(c))
+    def __init__(self, config: LangevinConfig | None = None, /, **settings):
+        super().__init__(config, **settings)
+        c = self.config
+        #: σ: the configured noise, or sqrt(2·step_size) (exact ULA)
+        self.noise = math.sqrt(2 * c.step_size) if c.noise is None else c.noise
+
+    @property
+    def clamp(self) -> tuple[float, float] | None:
+        return self.config.clamp
 
     def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> LangevinState:
-        # the gradient is computed lazily in step, so a chain of n steps costs n gradients
         return LangevinState(x)
 
     def step(self, state: LangevinState, energy: nn.Module, *, rng: torch.Generator,
@@ -84,22 +78,16 @@ class Langevin(Sampler):
             # off the graph. Entering no_grad only when needed saves its cost on every step.
             with torch.no_grad():
                 return self.step(state, energy, rng=rng, cond=cond, mask=mask)
-        x = state.x
-        if state.grad is None:
-            e, g = energy_and_grad(energy, x, cond)
-        else:
-            e, g = state.energy, state.grad
-        grad_clamp, noise, clamp = self.grad_clamp, self.noise, self.clamp
-        if grad_clamp is not None:
-            g = g.clamp_(-grad_clamp, grad_clamp)
-        x_new = torch.add(x, g, alpha=-self.step_size / self.temperature)
+        c, x = self.config, state.x
+        e, g = energy_and_grad(energy, x, cond)
+        noise = self.noise
+        if c.grad_clamp is not None:
+            g = g.clamp_(-c.grad_clamp, c.grad_clamp)
+        x_new = torch.add(x, g, alpha=-c.step_size / c.temperature)
         if noise > 0:
             x_new.add_(normal_like(x, rng), alpha=noise)
-        if clamp is not None:
-            x_new.clamp_(*clamp)
+        if c.clamp is not None:
+            x_new.clamp_(*c.clamp)
         if mask is not None:
             x_new = torch.where(mask, x, x_new)
         return LangevinState(x_new), LangevinInfo(e, g)
-
-    def __repr__(self) -> str:
-        return f"Langevin({', '.join(f'{k}={v!r}' for k, v in attrs.asdict(self.config).items())})"

@@ -10,7 +10,6 @@ energy and gradient, computed for the ratio anyway, become the state's. A chain 
 costs n + 1 gradients.
 """
 
-import math
 from typing import NamedTuple
 
 import attrs
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
-from ebmcore.sampling import normal_like, uniform_like
+from ebmcore.kernel import metropolis, normal_like, select
 
 
 @attrs.frozen
@@ -51,16 +50,7 @@ class MALAInfo(NamedTuple):
 class MALA(Sampler):
     """MALA kernel; one energy gradient per step (plus one in ``init``)."""
 
-    def __init__(self, step_size: float = 0.01, n_steps: int = 60, temperature: float = 1.0,
-                 compile: bool = False):
-        # validate like a recipe does, so direct construction gets the same checks
-        self.config = MALAConfig(step_size, n_steps, temperature, compile)
-        self.compile = compile
-        self.step_size, self.n_steps, self.temperature = step_size, n_steps, temperature
-
-    @classmethod
-    def from_config(cls, c: MALAConfig, ctx=None) -> "MALA":
-        return cls(**attrs.asdict(c))
+    Config = MALAConfig
 
     def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> MALAState:
         return MALAState(x, *energy_and_grad(energy, x, cond))
@@ -71,7 +61,7 @@ class MALA(Sampler):
             with torch.no_grad():  # called outside run_chain: keep the update off the graph
                 return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         x, e, g = state
-        s, t = self.step_size, self.temperature
+        s, t = self.config.step_size, self.config.temperature
         drift = -s / t  # x' = x + drift·∇E + sqrt(2s)·ξ
         xi = normal_like(x, rng)
         if mask is not None:
@@ -94,14 +84,6 @@ class MALA(Sampler):
         if events:
             fwd, bwd = fwd.sum(events), bwd.sum(events)
         log_ratio.add_(fwd, alpha=0.5).sub_(bwd, alpha=1 / (4 * s))
-        # accept with probability min(1, ratio); a NaN ratio gives probability 0: rejected
-        prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp_(max=0).exp_()
-        accepted = uniform_like(prob, rng) < prob  # u ∈ [0, 1)
-        keep = accepted.view(-1, *(1,) * len(events))
-        # torch.where, not arithmetic: a rejected proposal's NaN stays out of the state
-        state = MALAState(torch.where(keep, x_new, x), torch.where(accepted, e_new, e),
-                          torch.where(keep, g_new, state.grad))
+        prob, accepted = metropolis(log_ratio, rng)
+        state = MALAState(select(accepted, x_new, x), select(accepted, e_new, e), select(accepted, g_new, state.grad))
         return state, MALAInfo(prob, accepted)
-
-    def __repr__(self) -> str:
-        return f"MALA({', '.join(f'{k}={v!r}' for k, v in attrs.asdict(self.config).items())})"

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from ebm_langevin import Langevin
 from torch import nn
 
-from ebm_langevin import Langevin
-from ebmcore.testing import GaussianEnergy, check_gaussian_2d, check_rng_discipline
+from ebmcore.kit.conformance import GaussianEnergy, check_gaussian_2d, check_rng_discipline
 
 
 def test_langevin_samples_a_known_2d_gaussian():

@@ -1,11 +1,18 @@
 
 import pytest
 import torch
+from ebm_langevin import MALA, Langevin
 from torch import nn
 
-from ebm_langevin import MALA, Langevin
-from ebmcore.testing import (CountingEnergy, GaussianEnergy, check_carried_state, check_gaussian_2d,
-                             check_masked_conditional, check_nan_rejected, check_rng_discipline)
+from ebmcore.kit.conformance import (
+    CountingEnergy,
+    GaussianEnergy,
+    check_carried_state,
+    check_gaussian_2d,
+    check_masked_conditional,
+    check_nan_rejected,
+    check_rng_discipline,
+)
 
 
 def test_mala_is_exact_at_a_step_where_ula_is_biased():
@@ -75,10 +82,10 @@ def test_registered_as_sampler_mala():
     from ebmcore import build
 
     s = build("sampler", "mala", step_size=0.2, n_steps=7)
-    assert isinstance(s, MALA) and (s.step_size, s.n_steps, s.temperature) == (0.2, 7, 1.0)
+    assert isinstance(s, MALA) and (s.config.step_size, s.n_steps, s.config.temperature) == (0.2, 7, 1.0)
 
 
-# the harder conformance checks of ebmcore.testing (skipped where this ebmcore lacks them)
+# the harder conformance checks of ebmcore.kit.conformance (skipped where this ebmcore lacks them)
 _CONFORMANCE = [("check_anisotropic_gaussian", 0.003, 300), ("check_gaussian_10d", 0.3, 300),
                 ("check_mixture", 0.1, 300), ("check_banana", 0.05, 600)]
 
@@ -87,8 +94,8 @@ _CONFORMANCE = [("check_anisotropic_gaussian", 0.003, 300), ("check_gaussian_10d
 @pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow, id="compiled")])
 @pytest.mark.parametrize("check, step_size, n_steps", _CONFORMANCE, ids=[c[0] for c in _CONFORMANCE])
 def test_mala_passes_the_conformance_checks(check, step_size, n_steps, compile):
-    import ebmcore.testing
+    import ebmcore.kit.conformance
 
-    if not hasattr(ebmcore.testing, check):
-        pytest.skip(f"ebmcore.testing has no {check}")
-    getattr(ebmcore.testing, check)(MALA(step_size=step_size, n_steps=n_steps, compile=compile))
+    if not hasattr(ebmcore.kit.conformance, check):
+        pytest.skip(f"ebmcore.kit.conformance has no {check}")
+    getattr(ebmcore.kit.conformance, check)(MALA(step_size=step_size, n_steps=n_steps, compile=compile))

@@ -24,8 +24,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from ebmcore import Batch, EbmError, Objective, latent_langevin
+from ebm_latent.priors import LatentPrior
+from ebmcore import Batch, Condition, EbmError, LatentGenerator, Objective
 from ebmcore import config as cfg
+from ebmcore.kit.latent import latent_langevin
 
 
 def _posterior_steps() -> object:
@@ -65,18 +67,19 @@ class LatentEBM(Objective):
     def __init__(self, prior, generator, *, posterior_steps: int = 20, posterior_step: float = 0.1,
                  prior_steps: int = 60, prior_step: float = 0.4, sample_steps: int | None = None):
         super().__init__()
-        for needed in ("latent", "decode", "sigma"):
-            if not hasattr(generator, needed):
-                raise ValueError(f"objective '{self.name}' needs a trainable generator with a latent space "
-                                 f"(ebm-coop's 'mlp' or 'deconv'), got {type(generator).__name__}")
-        if getattr(generator, "condition", "none") != "none":
+        if not isinstance(generator, LatentGenerator):
+            raise ValueError(f"objective '{self.name}' needs a trainable generator with a latent space "
+                             f"(ebm-coop's 'mlp' or 'deconv'), got {type(generator).__name__}")
+        if generator.condition is not Condition.NONE:
             raise ValueError(f"objective '{self.name}' has no conditional form: the generator is conditioned "
-                             f"on '{generator.condition}', set condition = 'none'")
-        prior_dim = getattr(prior, "latent_dim", None)
-        if prior_dim != generator.latent_dim:
-            raise ValueError(f"the prior [energy] is over latents of dimension {prior_dim} but the generator's "
-                             f"latent_dim is {generator.latent_dim}: set energy.latent_dim = "
-                             f"generator.latent_dim (the energy must be 'latent_mlp' or 'latent_gaussian')")
+                             f"on '{generator.condition.value}', set condition = 'none'")
+        if not isinstance(prior, LatentPrior):
+            raise ValueError(f"objective '{self.name}' needs a prior over latents as its [energy] "
+                             f"('latent_mlp' or 'latent_gaussian'), got {type(prior).__name__}")
+        if prior.latent_dim != generator.latent_dim:
+            raise ValueError(f"the prior [energy] is over latents of dimension {prior.latent_dim} but the "
+                             f"generator's latent_dim is {generator.latent_dim}: set energy.latent_dim = "
+                             "generator.latent_dim")
         self._check_prior(prior)
         self.prior, self.generator = prior, generator
         self.posterior_steps, self.posterior_step = posterior_steps, posterior_step

@@ -19,7 +19,7 @@ from typing import Literal
 import attrs
 from torch import Tensor
 
-from ebmcore import BuildContext, Energy, build
+from ebmcore import Energy
 from ebmcore import config as cfg
 
 
@@ -40,21 +40,29 @@ class LatentMLPConfig:
         "activation between layers (Pang et al.: leaky ReLU 0.2)", default="leaky_relu")
 
 
-class LatentMLPPrior(Energy):
-    """E(z) = f_α(z) + ‖z‖²/2."""
+class LatentPrior(Energy):
+    """An energy over latents of dimension ``latent_dim`` (not over the data)."""
 
     over_data = False
 
-    def __init__(self, latent_dim: int, hidden=(200, 200), activation: str = "leaky_relu"):
+    def __init__(self, latent_dim: int):
         super().__init__()
         self.latent_dim = latent_dim
-        # through the registry, as plugins do not import each other
-        self.tilt = build("energy", "mlp", ctx=BuildContext(event_shape=(latent_dim,)), hidden=list(hidden),
-                          activation=activation, reference_std=1.0)
+
+
+class LatentMLPPrior(LatentPrior):
+    """E(z) = f_α(z) + ‖z‖²/2."""
+
+    def __init__(self, latent_dim: int, tilt: Energy):
+        super().__init__(latent_dim)
+        self.tilt = tilt
 
     @classmethod
-    def from_config(cls, c: LatentMLPConfig, ctx=None) -> LatentMLPPrior:
-        return cls(c.latent_dim, c.hidden, c.activation)
+    def from_config(cls, c: LatentMLPConfig, ctx) -> LatentMLPPrior:
+        # through the context's registry, as plugins do not import each other (ebm-toy's 'mlp')
+        tilt = attrs.evolve(ctx, event_shape=(c.latent_dim,)).build(
+            "energy", "mlp", hidden=list(c.hidden), activation=c.activation, reference_std=1.0)
+        return cls(c.latent_dim, tilt)
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         _check_width(z, self.latent_dim, "latent_mlp")
@@ -68,14 +76,8 @@ class LatentGaussianConfig:
     latent_dim: int = cfg.positive("dimension of z: must equal the generator's latent_dim", default=8)
 
 
-class GaussianPrior(Energy):
+class GaussianPrior(LatentPrior):
     """E(z) = ‖z‖²/2; no parameters."""
-
-    over_data = False
-
-    def __init__(self, latent_dim: int):
-        super().__init__()
-        self.latent_dim = latent_dim
 
     @classmethod
     def from_config(cls, c: LatentGaussianConfig, ctx=None) -> GaussianPrior:

@@ -16,10 +16,11 @@ import attrs
 import torch
 from torch import Tensor
 
+from ebm_latent.objective import LatentEBM
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
-from ebmcore.diagnostics import auroc
-from ebmcore.pictures import image_grid_png
+from ebmcore.kit.diagnostics import auroc
+from ebmcore.kit.pictures import image_grid_png
 
 
 def _optional_positive(doc: str) -> object:
@@ -57,13 +58,13 @@ class Anomaly(Task):
         return tuple(torch.cat([p[i].float().cpu() for p in parts]) for i in range(3))
 
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
-        if not hasattr(objective, "anomaly_scores"):
+        if not isinstance(objective, LatentEBM):
             raise EbmError("task 'anomaly' needs a latent-variable objective ('latent_ebm' or 'abp')")
-        anomalous = self.c.anomalous or getattr(data, "excluded_classes", None)
+        anomalous = self.c.anomalous or data.excluded_classes
         if not anomalous:
             raise EbmError("task 'anomaly': set `anomalous` (the anomalous labels), or leave classes out "
                            "of training with [data] exclude_classes, which it defaults to")
-        held = data.heldout() if hasattr(data, "heldout") else None
+        held = data.heldout()
         if held is None or held.cond is None:
             raise EbmError("task 'anomaly' needs labelled image data with a held-out split")
         is_anomalous = torch.isin(held.cond, torch.tensor(anomalous))

@@ -5,13 +5,15 @@ import math
 
 import pytest
 import torch
-from ebm_coop.generators import LatentGenerator
+from ebm_coop.generators import DecoderGenerator
 from ebm_image import ImageData
-from ebm_latent import AlternatingBackprop, GaussianPrior, LatentEBM, LatentMLPPrior
+from ebm_latent import AlternatingBackprop, GaussianPrior, LatentEBM
 from ebm_latent.tasks import Anomaly, AnomalyConfig
 from torch import nn
 
-from ebmcore import Batch, EbmError, latent_langevin, run_recipe
+from ebmcore import Batch, BuildContext, EbmError, build
+from ebmcore.kit.latent import latent_langevin
+from ebmcore.train import run_recipe
 
 
 class LinearDecoder(nn.Module):
@@ -30,7 +32,7 @@ class LinearDecoder(nn.Module):
 def _linear_model(sigma=0.5):
     w = torch.tensor([[1.0, 0.5], [-0.5, 1.0], [0.3, 0.2]])
     b = torch.tensor([0.2, -0.1, 0.0])
-    return LatentGenerator(LinearDecoder(w, b, (3,)), latent_dim=2, sigma=sigma), w, b
+    return DecoderGenerator(LinearDecoder(w, b, (3,)), latent_dim=2, sigma=sigma), w, b
 
 
 def test_posterior_langevin_recovers_the_linear_gaussian_posterior():
@@ -68,8 +70,8 @@ def test_the_prior_learned_against_a_known_aggregated_posterior_moves_towards_it
     # N(0, I) before learning, must move towards m and narrow
     torch.manual_seed(0)
     m = torch.tensor([1.5, -1.0])
-    gen = LatentGenerator(LinearDecoder(torch.zeros(3, 2), torch.zeros(3), (3,)), latent_dim=2, sigma=0.3)
-    model = LatentEBM(LatentMLPPrior(2, (32, 32)), gen, prior_steps=30)
+    gen = DecoderGenerator(LinearDecoder(torch.zeros(3, 2), torch.zeros(3), (3,)), latent_dim=2, sigma=0.3)
+    model = LatentEBM(build("energy", "latent_mlp", latent_dim=2, hidden=[32, 32]), gen, prior_steps=30)
     rng = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(model.prior.parameters(), lr=3e-3, betas=(0.5, 0.999))
     before = model.sample_prior(2000, rng=rng)
@@ -88,7 +90,8 @@ def test_the_prior_learned_against_a_known_aggregated_posterior_moves_towards_it
 def test_loss_gives_each_group_its_loss_and_abp_has_no_prior_group():
     gen, _, _ = _linear_model()
     batch = Batch(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)))
-    losses, metrics = LatentEBM(LatentMLPPrior(2, (8,)), gen, prior_steps=3, posterior_steps=2).loss(
+    prior = build("energy", "latent_mlp", latent_dim=2, hidden=[8])
+    losses, metrics = LatentEBM(prior, gen, prior_steps=3, posterior_steps=2).loss(
         batch, rng=torch.Generator().manual_seed(0))
     assert set(losses) == {"energy", "generator"} and {"loss/cd", "energy/prior", "energy/posterior"} <= set(metrics)
     abp = AlternatingBackprop(GaussianPrior(2), gen, posterior_steps=2)
@@ -119,7 +122,7 @@ def _anomaly_data():
 def test_anomaly_auroc_on_a_constructed_case(tmp_path, anomalous, expected):
     # a model that reconstructs only dark images: the bright class is anomalous (AUROC 1);
     # calling the dark class anomalous instead turns the score upside down (AUROC 0)
-    gen = LatentGenerator(ConstantDecoder(), latent_dim=2, sigma=0.3)
+    gen = DecoderGenerator(ConstantDecoder(), latent_dim=2, sigma=0.3)
     model = AlternatingBackprop(GaussianPrior(2), gen, posterior_steps=3)
     task = Anomaly(AnomalyConfig(n=50, anomalous=anomalous, batch=16), "cpu")
     m = task.run(model, _anomaly_data(), rng=torch.Generator().manual_seed(0), out=tmp_path)
@@ -132,7 +135,7 @@ def test_anomaly_needs_a_latent_objective_and_anomalous_labels(tmp_path):
     task = Anomaly(AnomalyConfig(), "cpu")
     with pytest.raises(EbmError, match="needs a latent-variable objective"):
         task.run(nn.Module(), _anomaly_data(), rng=torch.Generator(), out=tmp_path)
-    gen = LatentGenerator(ConstantDecoder(), latent_dim=2, sigma=0.3)
+    gen = DecoderGenerator(ConstantDecoder(), latent_dim=2, sigma=0.3)
     data = _anomaly_data()
     data.excluded_classes = ()
     with pytest.raises(EbmError, match="set `anomalous`"):
@@ -147,15 +150,17 @@ def test_anomaly_needs_a_latent_objective_and_anomalous_labels(tmp_path):
 def test_mismatched_or_wrong_priors_are_refused_by_name():
     gen, _, _ = _linear_model()
     with pytest.raises(ValueError, match="set energy.latent_dim = generator.latent_dim"):
-        LatentEBM(LatentMLPPrior(3), gen)
+        LatentEBM(build("energy", "latent_mlp", latent_dim=3), gen)
     with pytest.raises(ValueError, match="use energy 'latent_mlp'"):
         LatentEBM(GaussianPrior(2), gen)
     with pytest.raises(ValueError, match="use energy 'latent_gaussian'"):
-        AlternatingBackprop(LatentMLPPrior(2), gen)
+        AlternatingBackprop(build("energy", "latent_mlp", latent_dim=2), gen)
     with pytest.raises(ValueError, match=r"scores latents of shape \(batch, 2\), got \(4, 784\)"):
-        LatentMLPPrior(2)(torch.zeros(4, 784))
+        build("energy", "latent_mlp", latent_dim=2)(torch.zeros(4, 784))
     with pytest.raises(ValueError, match="needs a trainable generator"):
-        LatentEBM(LatentMLPPrior(2), nn.Linear(2, 2))
+        LatentEBM(build("energy", "latent_mlp", latent_dim=2), nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="needs a prior over latents as its \\[energy\\]"):
+        LatentEBM(BuildContext(event_shape=(2,)).build("energy", "mlp"), gen)
 
 
 TOY = {

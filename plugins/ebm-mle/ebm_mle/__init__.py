@@ -1,9 +1,17 @@
 """Maximum-likelihood learning for ebm, and the generators that start its chains."""
 
-from ebmcore import Component, hookimpl
-from ebm_mle.generators import (DataInit, DataInitConfig, GaussianNoise, GaussianNoiseConfig,
-                                ReplayBuffer, ReplayBufferConfig, UniformNoise, UniformNoiseConfig)
+from ebm_mle.generators import (
+    DataInit,
+    DataInitConfig,
+    GaussianNoise,
+    GaussianNoiseConfig,
+    ReplayBuffer,
+    ReplayBufferConfig,
+    UniformNoise,
+    UniformNoiseConfig,
+)
 from ebm_mle.objective import MaximumLikelihood, MLEConfig
+from ebmcore import Component, hookimpl
 
 __all__ = ["DataInit", "GaussianNoise", "MaximumLikelihood", "ReplayBuffer", "UniformNoise"]
 

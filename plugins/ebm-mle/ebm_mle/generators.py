@@ -9,18 +9,16 @@ from ebmcore import Generator
 from ebmcore import config as cfg
 
 
-def _below(other: str):
-    def check(inst, attr, value):
-        if not value < getattr(inst, other):
-            raise ValueError(f"must be < {other} ({getattr(inst, other)}), got {value}")
-    return check
+def _below_high(inst, attr, value):
+    if not value < inst.high:
+        raise ValueError(f"must be < high ({inst.high}), got {value}")
 
 
 @attrs.frozen
 class UniformNoiseConfig:
     """Uniform noise on [low, high]: short-run chains from noise."""
 
-    low: float = attrs.field(default=-1.0, validator=_below("high"), metadata={"doc": "lower bound"})
+    low: float = attrs.field(default=-1.0, validator=_below_high, metadata={"doc": "lower bound"})
     high: float = cfg.doc("upper bound", default=1.0)
 
 
@@ -83,7 +81,7 @@ class ReplayBufferConfig:
     reinit: float = cfg.fraction("fraction of chains started from fresh noise", default=0.05)
     fresh: str = attrs.field(default="uniform", validator=attrs.validators.in_(("uniform", "gaussian")),
                              metadata={"doc": "fresh noise: 'uniform' on [low, high] or 'gaussian' with std"})
-    low: float = attrs.field(default=-1.0, validator=_below("high"), metadata={"doc": "uniform lower bound"})
+    low: float = attrs.field(default=-1.0, validator=_below_high, metadata={"doc": "uniform lower bound"})
     high: float = cfg.doc("uniform upper bound", default=1.0)
     std: float = cfg.positive("gaussian standard deviation", default=1.0)
 
@@ -140,7 +138,7 @@ class DataInitConfig:
     """Contrastive divergence: chains start at the data batch (plus optional noise)."""
 
     noise_std: float = cfg.non_negative("std of Gaussian noise added to the data", default=0.0)
-    low: float = attrs.field(default=-1.0, validator=_below("high"),
+    low: float = attrs.field(default=-1.0, validator=_below_high,
                              metadata={"doc": "fresh chains for evaluation: uniform lower bound"})
     high: float = cfg.doc("fresh chains for evaluation: uniform upper bound", default=1.0)
 

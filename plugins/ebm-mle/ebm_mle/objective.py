@@ -8,7 +8,7 @@ import torch
 
 from ebmcore import Batch, Objective
 from ebmcore import config as cfg
-from ebmcore.losses import maximum_likelihood_loss
+from ebmcore.kit.losses import maximum_likelihood_loss
 
 
 @attrs.frozen

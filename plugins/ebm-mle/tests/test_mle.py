@@ -1,10 +1,10 @@
 import pytest
 import torch
-from torch import nn
-
 from ebm_langevin import Langevin
 from ebm_mle import DataInit, GaussianNoise, MaximumLikelihood, ReplayBuffer, UniformNoise
-from ebmcore import Batch
+from torch import nn
+
+from ebmcore import Batch, Energy
 
 
 def test_uniform_and_gaussian_noise_have_their_range_and_scale():
@@ -49,7 +49,7 @@ def test_contrastive_divergence_starts_at_the_data_batch():
     assert torch.equal(x, data) and x is not data
 
 
-class _Quadratic(nn.Module):
+class _Quadratic(Energy):
     """E(x) = ½‖x − μ‖², μ learned: MLE must move μ to the data mean (chains long enough
     to mix; short ones would bias μ, the short-run effect of Nijkamp et al.)."""
 

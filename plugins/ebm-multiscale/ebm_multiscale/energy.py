@@ -65,7 +65,14 @@ class ScaleEnergy(nn.Module):
         return self.head(self.features(x).flatten(1)).squeeze(-1)
 
 
-class MultiScaleEnergy(Energy):
+class PyramidEnergy(Energy):
+    """An energy of square images at each of ``resolutions`` (increasing sizes, each dividing
+    the next), chosen by the input's size: what the pyramid samplers and objective need."""
+
+    resolutions: tuple[int, ...]
+
+
+class MultiScaleEnergy(PyramidEnergy):
     """``energies[str(r)]`` is the energy of r×r images; ``forward`` picks it by x's size."""
 
     def __init__(self, channels: int, resolutions=(1, 4, 16), width: int = 32,
@@ -113,10 +120,9 @@ class Faded(nn.Module):
 
 def check_pyramid(energy: nn.Module, who: str) -> tuple[int, ...]:
     """The resolutions of a multi-scale energy, or a clear error."""
-    resolutions = getattr(energy, "resolutions", None)
-    if not resolutions:
-        raise TypeError(f"{who} needs a multi-scale energy (with .resolutions), got {type(energy).__name__}")
-    return tuple(resolutions)
+    if not isinstance(energy, PyramidEnergy):
+        raise TypeError(f"{who} needs a multi-scale energy (energy 'multiscale'), got {type(energy).__name__}")
+    return energy.resolutions
 
 
-__all__ = ["Faded", "MultiScaleEnergy", "MultiScaleEnergyConfig", "ScaleEnergy", "check_pyramid", "resize"]
+__all__ = ["Faded", "MultiScaleEnergy", "PyramidEnergy", "MultiScaleEnergyConfig", "ScaleEnergy", "check_pyramid", "resize"]

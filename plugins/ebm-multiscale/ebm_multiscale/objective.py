@@ -16,9 +16,9 @@ from typing import Literal
 import attrs
 import torch
 
-from ebmcore import Batch, Objective
-from ebmcore import config as cfg
 from ebm_multiscale.energy import check_pyramid, resize
+from ebmcore import Batch, Objective, PyramidSampler
+from ebmcore import config as cfg
 
 
 @attrs.frozen
@@ -38,7 +38,7 @@ class MultiScaleMLE(Objective):
         the coarsest grid (stored as the buffer ``coarse_data``, so checkpoints carry it)."""
         super().__init__()
         self.resolutions = check_pyramid(energy, "objective 'mle_multiscale'")
-        if not hasattr(sampler, "run_pyramid"):
+        if not isinstance(sampler, PyramidSampler):
             raise TypeError("objective 'mle_multiscale' needs a pyramid sampler (multigrid, coarse_to_fine)")
         self.energy, self.sampler, self.generator, self.alpha = energy, sampler, generator, alpha
         if coarse_data is not None:

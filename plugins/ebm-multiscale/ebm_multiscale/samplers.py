@@ -1,6 +1,9 @@
 """Samplers over a pyramid of resolutions. Each grid or stage runs a per-scale kernel
 built through the registry (Langevin by default), so any sampler plugin can serve.
 
+The kernel's own settings beyond step size, chain length and noise (HMC's ``n_leapfrog``…)
+go in ``kernel_options``, validated by the kernel's config.
+
 - Multigrid (Gao et al. 2018): chains at grid r start from the coarser grid's samples,
   upsampled; K steps per grid under E_r. ``upsample_noise`` adds Gaussian noise to each
   grid's starting image: the detail the coarser grid does not have, and the only source of
@@ -10,13 +13,20 @@ built through the registry (Langevin by default), so any sampler plugin can serv
   the pooled image to the new stage's energy over ``fade_steps`` steps.
 """
 
+from typing import Any
+
 import attrs
 import torch
 from torch import Tensor, nn
 
 from ebm_multiscale.energy import Faded, check_pyramid, resize
-from ebmcore import EbmError, Sampler
+from ebmcore import PyramidSampler, Sampler
 from ebmcore import config as cfg
+
+
+def _kernel_options() -> Any:
+    return attrs.field(factory=dict, metadata={"doc": "the kernel's other settings, e.g. {n_leapfrog = 3} "
+                                                      "for 'hmc' (keys of its own section)"})
 
 
 @attrs.frozen
@@ -28,6 +38,7 @@ class MultigridConfig:
     noise: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)),
                                       metadata={"doc": "noise of the per-grid kernel (None: its default)"})
     kernel: str = cfg.doc("registered sampler run at each grid", default="langevin")
+    kernel_options: dict[str, Any] = _kernel_options()
     upsample_noise: float = cfg.non_negative("std of Gaussian noise added to each grid's starting image "
                                              "(after upsampling from the coarser grid)", default=0.0)
     compile: bool = cfg.compile_flag()
@@ -44,39 +55,48 @@ class CoarseToFineConfig:
     fade_steps: int = cfg.non_negative("steps at the start of a stage over which the energy fades in",
                                        default=10)
     kernel: str = cfg.doc("registered sampler run at each stage", default="langevin")
+    kernel_options: dict[str, Any] = _kernel_options()
     compile: bool = cfg.compile_flag()
 
 
 def _kernel(c, ctx, who: str) -> Sampler:
-    """Build the per-scale kernel through the registry from this section's keys."""
-    registry = ctx.registry
-    if registry is None:
-        from ebmcore import default_host
-
-        registry = default_host().registry
-    component = registry.get("sampler", c.kernel)
-    keys = {"step_size": c.step_size, "n_steps": c.n_steps}
+    """Build the per-scale kernel through the context's registry from this section's keys."""
+    keys = {"step_size": c.step_size, "n_steps": c.n_steps, **c.kernel_options}
     if c.noise is not None:
         keys["noise"] = c.noise
     if c.compile:
         keys["compile"] = True
-    config, problems = cfg.structure(keys, component.config, f"$.sampler (kernel '{c.kernel}' of {who})")
-    if problems:
-        raise EbmError("; ".join(f"{path}: {msg}" for path, msg in problems))
-    return component.build(config, ctx)
+    config = cfg.structured(keys, ctx.registry.get("sampler", c.kernel).config,
+                            f"$.sampler.kernel_options (kernel '{c.kernel}' of {who})")
+    return ctx.make("sampler", c.kernel, config)
 
 
-class Pyramid(Sampler):
+class Pyramid(PyramidSampler):
     """Runs ``kernel`` at each resolution of a multi-scale energy, coarse to fine.
 
     ``init``/``step`` are the kernel's, at one scale; ``run`` pools ``x0`` to the coarsest
-    resolution and goes through the whole pyramid, returning the finest samples.
+    resolution and goes through the whole pyramid, returning the finest samples. Made from
+    a kernel and the pyramid's own settings (``Multigrid(Langevin(...), upsample_noise=0.1)``);
+    the chain length per scale is the kernel's. In a recipe the section's step size, chain
+    length, noise and ``kernel_options`` make the kernel.
     """
 
-    def __init__(self, kernel: Sampler, n_steps: int | None = None, upsample_noise: float = 0.0):
+    def __init__(self, kernel: Sampler, config=None, /, **settings):
+        super().__init__(config, **settings)
         self.kernel = kernel
-        self.n_steps = kernel.n_steps if n_steps is None else n_steps
-        self.upsample_noise = upsample_noise
+
+    @classmethod
+    def from_config(cls, config, ctx) -> "Pyramid":
+        return cls(_kernel(config, ctx, cls.__name__), config)
+
+    @property
+    def n_steps(self) -> int:
+        return self.kernel.n_steps
+
+    def __repr__(self) -> str:
+        own = {k: v for k, v in attrs.asdict(self.config).items()
+               if k in ("upsample_noise", "fade_steps", "compile")}
+        return f"{type(self).__name__}({self.kernel!r}, {', '.join(f'{k}={v!r}' for k, v in own.items())})"
 
     def init(self, x, energy, cond=None):
         return self.kernel.init(x, energy, cond)
@@ -85,7 +105,11 @@ class Pyramid(Sampler):
         return self.kernel.step(state, energy, rng=rng, cond=cond, mask=mask)
 
     def run(self, x0: Tensor, energy: nn.Module, n_steps: int | None = None, *, rng: torch.Generator,
-            cond: Tensor | None = None, mask: Tensor | None = None, **_ignored) -> Tensor:
+            cond: Tensor | None = None, mask: Tensor | None = None, trace: bool = False,
+            temperatures=None) -> Tensor:
+        if trace or temperatures is not None:
+            raise ValueError(f"{type(self).__name__} runs one chain per resolution: trace and temperatures "
+                             "are not supported (run its kernel at one resolution for them)")
         return self.run_pyramid(x0, energy, n_steps, rng=rng, cond=cond, mask=mask)[-1]
 
     def run_pyramid(self, x0: Tensor, energy: nn.Module, n_steps: int | None = None, *,
@@ -95,10 +119,7 @@ class Pyramid(Sampler):
         steps = self.n_steps if n_steps is None else n_steps
         x, prev, out = resize(x0, resolutions[0]), None, []
         for r in resolutions:
-            x, m = resize(x, r), None
-            if self.upsample_noise > 0:
-                xi = torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
-                x = x + self.upsample_noise * xi
+            x, m = self._start(resize(x, r), rng), None
             if mask is not None:  # observed pixels take the observed image at this scale
                 m = resize(mask.expand_as(x0).float(), r) > 0.5
                 x = torch.where(m, resize(x0, r), x)
@@ -107,6 +128,10 @@ class Pyramid(Sampler):
             prev = r
         return out
 
+    def _start(self, x: Tensor, rng: torch.Generator) -> Tensor:
+        """A resolution's starting image, from the coarser resolution's samples resized."""
+        return x
+
     def _stage(self, x, energy, prev, steps, *, rng, cond, mask):
         return self.kernel.run(x, energy, steps, rng=rng, cond=cond, mask=mask)
 
@@ -114,24 +139,22 @@ class Pyramid(Sampler):
 class Multigrid(Pyramid):
     """Multigrid sampling (Gao et al. 2018)."""
 
-    @classmethod
-    def from_config(cls, c: MultigridConfig, ctx) -> "Multigrid":
-        return cls(_kernel(c, ctx, "multigrid"), upsample_noise=c.upsample_noise)
+    Config = MultigridConfig
+
+    def _start(self, x: Tensor, rng: torch.Generator) -> Tensor:
+        if self.config.upsample_noise > 0:
+            xi = torch.empty_like(x, memory_format=torch.contiguous_format).normal_(generator=rng)
+            x = x + self.config.upsample_noise * xi
+        return x
 
 
 class CoarseToFine(Pyramid):
     """Coarse-to-fine sampling with fade-in (Zhao et al. 2021)."""
 
-    def __init__(self, kernel: Sampler, n_steps: int | None = None, fade_steps: int = 10):
-        super().__init__(kernel, n_steps)
-        self.fade_steps = fade_steps
-
-    @classmethod
-    def from_config(cls, c: CoarseToFineConfig, ctx) -> "CoarseToFine":
-        return cls(_kernel(c, ctx, "coarse_to_fine"), fade_steps=c.fade_steps)
+    Config = CoarseToFineConfig
 
     def _stage(self, x, energy, prev, steps, *, rng, cond, mask):
-        fade = 0 if prev is None else min(self.fade_steps, steps)
+        fade = 0 if prev is None else min(self.config.fade_steps, steps)
         for t in range(fade):  # α rises to 1 over the fade, one kernel step each
             faded = Faded(energy, prev, (t + 1) / (fade + 1))
             x = self.kernel.run(x, faded, 1, rng=rng, cond=cond, mask=mask)

@@ -14,7 +14,7 @@ import torch
 
 from ebmcore import Batch, Data
 from ebmcore import config as cfg
-from ebmcore.pictures import image_grid_png
+from ebmcore.kit.pictures import image_grid_png
 
 
 @attrs.frozen

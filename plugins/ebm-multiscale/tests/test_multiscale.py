@@ -1,15 +1,15 @@
 import pytest
 import torch
-
-import ebmcore
 from ebm_langevin import MALA, Langevin
 from ebm_mle import UniformNoise
 from ebm_multiscale import CoarseToFine, Multigrid, MultiScaleEnergy, MultiScaleMLE
-from ebm_multiscale.energy import resize
+from ebm_multiscale.energy import PyramidEnergy, resize
+
+import ebmcore
 from ebmcore import Batch
 
 
-class _CountingPyramid(torch.nn.Module):
+class _CountingPyramid(PyramidEnergy):
     """A multi-scale quadratic energy that counts evaluations per resolution."""
 
     def __init__(self, resolutions):
@@ -59,11 +59,21 @@ def test_masked_pixels_keep_the_observed_image_at_the_finest_scale():
 
 def test_the_per_grid_kernel_comes_from_the_registry():
     sampler = ebmcore.build("sampler", "multigrid", kernel="mala", step_size=0.05, n_steps=3)
-    assert isinstance(sampler.kernel, MALA) and sampler.kernel.step_size == 0.05
+    assert isinstance(sampler.kernel, MALA) and sampler.kernel.config.step_size == 0.05
+    assert sampler.n_steps == sampler.kernel.n_steps == 3
     with pytest.raises(ebmcore.PluginError, match="unknown sampler 'langevn'"):
         ebmcore.build("sampler", "multigrid", kernel="langevn")
     with pytest.raises(ebmcore.EbmError, match="noise"):
         ebmcore.build("sampler", "coarse_to_fine", kernel="hmc", noise=0.1)
+
+
+def test_kernel_options_reach_the_kernel_and_are_validated_by_it():
+    sampler = ebmcore.build("sampler", "multigrid", kernel="hmc", kernel_options={"n_leapfrog": 3})
+    assert sampler.kernel.config.n_leapfrog == 3
+    with pytest.raises(ebmcore.RecipeError, match=r"\$\.sampler\.kernel_options.*n_leapfrog.*must be > 0"):
+        ebmcore.build("sampler", "multigrid", kernel="hmc", kernel_options={"n_leapfrog": 0})
+    with pytest.raises(ebmcore.RecipeError, match="n_lepfrog.*did you mean 'n_leapfrog'"):
+        ebmcore.build("sampler", "multigrid", kernel="hmc", kernel_options={"n_lepfrog": 3})
 
 
 def test_multiscale_energy_picks_the_energy_of_the_input_resolution():
@@ -127,6 +137,5 @@ def test_fresh_chains_start_from_the_training_images_at_the_coarsest_grid():
     ctx = ebmcore.BuildContext(event_shape=(1, 16, 16))
     ctx.built.update({"data": type("D", (), {"dataset": lambda self: Batch(data)})(),
                       "energy": energy, "sampler": Multigrid(Langevin()), "generator": UniformNoise((1, 16, 16))})
-    built = ctx.build("objective", "mle_multiscale", ebmcore.config.structure(
-        {"fresh_start": "data"}, ebmcore.default_host().registry.get("objective", "mle_multiscale").config, "$")[0])
+    built = ctx.build("objective", "mle_multiscale", fresh_start="data")
     assert built.coarse_data.shape == (10, 1, 1, 1)

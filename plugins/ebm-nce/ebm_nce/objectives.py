@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ebm_nce.flow import RealNVP
 from ebm_nce.noise import GaussianNoise
-from ebmcore import Batch, EbmError, Objective
+from ebmcore import Batch, Condition, EbmError, Objective
 from ebmcore import config as cfg
 
 
@@ -143,9 +143,9 @@ class _Contrastive(Objective):
 
     def __init__(self, energy: nn.Module, *, noise_ratio: int, data_noise: float):
         super().__init__()
-        if getattr(energy, "condition", "none") != "none":
+        if energy.condition is not Condition.NONE:
             raise ValueError(f"objective '{self.name}' learns unconditional energies; the energy is "
-                             f"conditioned on '{energy.condition}'")
+                             f"conditioned on '{energy.condition.value}'")
         self.model = SelfNormalised(energy)
         self.noise_ratio, self.data_noise = noise_ratio, data_noise
 

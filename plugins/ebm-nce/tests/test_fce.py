@@ -6,7 +6,7 @@ from ebm_langevin import Langevin
 from ebm_nce import FlowContrastive, RealNVP
 from torch import nn
 
-from ebmcore import Batch, BuildContext, EbmError, RecipeError, build
+from ebmcore import Batch, BuildContext, EbmError, Energy, RecipeError, build
 
 
 def _random_flow(dim=2, seed=0):
@@ -53,7 +53,7 @@ def test_an_untrained_flow_is_the_fitted_diagonal_gaussian():
     assert torch.allclose(flow.log_prob(x[:50]), reference.log_prob(x[:50]).sum(1), atol=1e-4)
 
 
-class MLPEnergy(nn.Module):
+class MLPEnergy(Energy):
     def __init__(self):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(2, 32), nn.SiLU(), nn.Linear(32, 32), nn.SiLU(), nn.Linear(32, 1))
@@ -128,19 +128,19 @@ def test_flow_samples_are_revised_by_langevin_only_when_asked():
 def test_built_from_a_recipe_section_and_bad_keys_are_named():
     ctx = BuildContext(event_shape=(1, 8, 8))
     ctx.built["data"] = build("data", "digits", batch_size=8)
-    ctx.built["energy"] = build("energy", "swish_cnn", ctx=ctx, hidden=8)
-    objective = build("objective", "fce", ctx=ctx, flow_layers=2, flow_hidden=[16])
+    ctx.built["energy"] = ctx.build("energy", "swish_cnn", hidden=8)
+    objective = ctx.build("objective", "fce", flow_layers=2, flow_hidden=[16])
     x = objective.sample(3, rng=torch.Generator())
     assert x.shape == (3, 1, 8, 8) and set(objective.param_groups()) == {"energy", "flow"}
     with pytest.raises(RecipeError, match=r"\$\.objective\.flow_hidden.*positive widths"):
-        build("objective", "fce", ctx=ctx, flow_hidden=[0])
+        ctx.build("objective", "fce", flow_hidden=[0])
     with pytest.raises(RecipeError, match=r"\$\.objective\.accuracy_threshold.*<= 1"):
-        build("objective", "fce", ctx=ctx, accuracy_threshold=1.5)
+        ctx.build("objective", "fce", accuracy_threshold=1.5)
     with pytest.raises(RecipeError, match=r"\$\.objective\.flow_frozen_after.*>= 0"):
-        build("objective", "fce", ctx=ctx, flow_frozen_after=-1)
-    assert build("objective", "fce", ctx=ctx, flow_frozen_after=5).flow_frozen_after == 5
+        ctx.build("objective", "fce", flow_frozen_after=-1)
+    assert ctx.build("objective", "fce", flow_frozen_after=5).flow_frozen_after == 5
     with pytest.raises(RecipeError, match=r"\$\.objective\.flow_layres.*did you mean 'flow_layers'"):
-        build("objective", "fce", ctx=ctx, flow_layres=2)
+        ctx.build("objective", "fce", flow_layres=2)
 
 
 def test_after_flow_frozen_after_updates_only_the_energy_trains_and_the_count_is_checkpointed():

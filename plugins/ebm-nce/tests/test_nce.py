@@ -7,10 +7,10 @@ from ebm_nce import GaussianNoise, NoiseContrastive
 from ebm_nce.objectives import contrast
 from torch import nn
 
-from ebmcore import Batch, BuildContext, RecipeError, build
+from ebmcore import Batch, BuildContext, Energy, RecipeError, build
 
 
-class GaussianEnergy(nn.Module):
+class GaussianEnergy(Energy):
     """E(x) = Σ (x − μ)²/(2σ²) with learnable μ and log σ: the answer is known."""
 
     def __init__(self, dim=2):
@@ -93,17 +93,17 @@ def test_samples_are_langevin_chains_started_from_the_noise():
 def _ctx():
     ctx = BuildContext(event_shape=(2,))
     ctx.built["data"] = build("data", "toy2d", batch_size=16, n_train=200, n_test=50)
-    ctx.built["energy"] = build("energy", "mlp", ctx=ctx, hidden=[8])
-    ctx.built["sampler"] = build("sampler", "langevin", ctx=ctx, n_steps=2)
+    ctx.built["energy"] = ctx.build("energy", "mlp", hidden=[8])
+    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=2)
     return ctx
 
 
 def test_built_from_a_recipe_section_with_a_fitted_or_given_noise():
     ctx = _ctx()
-    fitted = build("objective", "nce", ctx=ctx)
+    fitted = ctx.build("objective", "nce")
     train = ctx.built["data"].dataset().x
     assert torch.allclose(fitted.noise.mean, train.mean(0))
-    given = build("objective", "nce", ctx=ctx, noise="gaussian", noise_std=3.0, noise_ratio=2)
+    given = ctx.build("objective", "nce", noise="gaussian", noise_std=3.0, noise_ratio=2)
     assert torch.equal(given.noise.scale_tril, 3.0 * torch.eye(2)) and given.noise_ratio == 2
     assert set(given.param_groups()) == {"energy"}
     assert "log_z" in dict(given.param_groups()["energy"].named_parameters())
@@ -119,5 +119,5 @@ def test_built_from_a_recipe_section_with_a_fitted_or_given_noise():
 ])
 def test_bad_config_names_the_key(config, key, message):
     with pytest.raises(RecipeError) as info:
-        build("objective", "nce", ctx=_ctx(), **config)
+        _ctx().build("objective", "nce", **config)
     assert f"$.objective.{key}" in str(info.value) and message in str(info.value)

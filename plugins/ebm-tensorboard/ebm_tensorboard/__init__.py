@@ -3,7 +3,8 @@
 Beside ``metrics.jsonl`` it writes ``RUN_DIR/tensorboard/events.out.tfevents.*``: every
 record of ``metrics.jsonl`` as scalars (same names: ``loss/energy``, ``mmd2``…, at the
 record's step) and every picture the run draws as an image (``samples`` at the step it was
-drawn; at the end ``final/samples`` and the data's other figures, e.g. ``final/density``).
+drawn; at the end ``final/samples`` and the data's other figures, e.g. ``final/density``), as
+the runner announces them (hook ``ebm_picture``).
 ``tensorboard --logdir runs`` shows them all.
 
 On ``--resume`` the writer purges what was logged after the checkpoint the run continues
@@ -20,7 +21,7 @@ from typing import Any
 
 from ebmcore import hookimpl
 
-_writers: dict[int, Any] = {}  # id(run) → (SummaryWriter, pictures already sent)
+_writers: dict[int, Any] = {}  # id(run) → SummaryWriter
 
 
 def _enabled() -> bool:
@@ -38,55 +39,40 @@ def ebm_run_start(run):
         return
     from torch.utils.tensorboard import SummaryWriter
 
-    out = Path(run.out)
-    writer = SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=run.step + 1 if run.step else None)
-    # pictures already drawn before a resume were sent by the earlier process
-    sent = {p.name for p in (out / "samples").glob("step-*.png")} if run.step else set()
-    _writers[id(run)] = (writer, sent)
+    # on resume, what the earlier process logged after the checkpoint is purged (it is redone)
+    _writers[id(run)] = SummaryWriter(log_dir=str(Path(run.out) / "tensorboard"),
+                                      purge_step=run.step + 1 if run.step else None)
 
 
 @hookimpl
 def ebm_log(run, step, record):
-    entry = _writers.get(id(run))
-    if entry is None:
+    writer = _writers.get(id(run))
+    if writer is None:
         return
-    writer, sent = entry
     for key, value in record.items():
         if key != "step" and isinstance(value, (int, float)):
             writer.add_scalar(key, value, step)
-    _send_pictures(run, writer, sent)
     writer.flush()
 
 
 @hookimpl
+def ebm_picture(run, step, tag, path):
+    writer = _writers.get(id(run))
+    if writer is not None:
+        writer.add_image(tag, _read_png(path), step, dataformats="HWC")
+
+
+@hookimpl
 def ebm_run_end(run, record):
-    entry = _writers.pop(id(run), None)
-    if entry is None:
+    writer = _writers.pop(id(run), None)
+    if writer is None:
         return
-    writer, sent = entry
-    _send_pictures(run, writer, sent)
     step = int(record.get("step", run.step))
-    if step == run.recipe.run.steps:  # the figures the data wrote for the final model
-        for png in sorted(Path(run.out).glob("*.png")):
-            writer.add_image(f"final/{png.stem}", _read_png(png), step, dataformats="HWC")
-        extra = {k: v for k, v in record.items() if k.startswith(("time/tasks", *_task_prefixes(run)))}
-        for key, value in extra.items():
-            if isinstance(value, (int, float)):
-                writer.add_scalar(key, value, step)
+    tasks = tuple(f"{label}/" for label in run.tasks)
+    for key, value in record.items():  # the tasks' metrics, added to the final record after its ebm_log
+        if key.startswith(("time/tasks", *tasks)) and isinstance(value, (int, float)):
+            writer.add_scalar(key, value, step)
     writer.close()
-
-
-def _task_prefixes(run) -> tuple[str, ...]:
-    return tuple(f"{label}/" for label in getattr(run, "tasks", {}))
-
-
-def _send_pictures(run, writer, sent: set[str]) -> None:
-    """Pictures of samples/ (``step-000100.png``) not sent yet, at their step."""
-    for png in sorted((Path(run.out) / "samples").glob("step-*.png")):
-        if png.name in sent:
-            continue
-        sent.add(png.name)
-        writer.add_image("samples", _read_png(png), int(png.stem.split("-")[1]), dataformats="HWC")
 
 
 def _read_png(path: Path):

@@ -6,7 +6,7 @@ import json
 from support import TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ebmcore import run_recipe
+from ebmcore.train import run_recipe
 
 
 def _read(out):

@@ -1,8 +1,9 @@
-"""2-D toy data sets, an MLP energy, density figures and MMD² for ebm."""
+"""2-D toy data sets and an MLP energy for ebm (MMD² and the density figures are the kit's:
+:mod:`ebmcore.kit.metrics`, :mod:`ebmcore.kit.pictures`)."""
 
-from ebmcore import Component, hookimpl
 from ebm_toy.data import ToyData, ToyDataConfig
 from ebm_toy.energy import MLPEnergy, MLPEnergyConfig
+from ebmcore import Component, hookimpl
 
 __all__ = ["MLPEnergy", "ToyData"]
 

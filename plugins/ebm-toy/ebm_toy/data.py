@@ -6,11 +6,11 @@ from typing import Literal
 import attrs
 import torch
 
+from ebm_toy.datasets import TOY_DATASETS, data_bounds, sample_toy
 from ebmcore import Batch, Data
 from ebmcore import config as cfg
-from ebm_toy.datasets import TOY_DATASETS, data_bounds, sample_toy
-from ebm_toy.metrics import gaussian_fit_baseline, mmd2
-from ebm_toy.plots import density_png, scatter_png
+from ebmcore.kit.metrics import Yardsticks, beside, mmd2
+from ebmcore.kit.pictures import density_png, scatter_png
 
 ToyName = Literal[TOY_DATASETS]  # type: ignore[valid-type]
 
@@ -29,8 +29,10 @@ class ToyDataConfig:
 class ToyData(Data):
     """Fixed train and held-out sets drawn once from a toy distribution.
 
-    Scores: unbiased MMD² with a Gaussian kernel, bandwidth 0.5 (``mmd2``) and 0.1
-    (``mmd2/h0.1``), between the samples and the held-out set.
+    Scores: unbiased MMD² with a Gaussian kernel, bandwidth 0.5 (``mmd2``, beside its
+    yardsticks: a second held-out draw of the true distribution, uniform noise over the
+    plot's square and a Gaussian fitted to the training set) and 0.1 (``mmd2/h0.1``),
+    between the samples and the held-out set.
     """
 
     event_shape = (2,)
@@ -42,6 +44,12 @@ class ToyData(Data):
         self.train = sample_toy(name, n_train, rng=rng)
         self.test = sample_toy(name, n_test, rng=rng)
         self.bounds = data_bounds(name)
+        # the floor: another draw of the true distribution, scored against the held-out set
+        floor = sample_toy(name, n_test, rng=rng)
+        low, high = self.bounds
+        self.yardsticks = Yardsticks(lambda x: mmd2(x, self.test, 0.5), train=self.train, heldout=floor,
+                                     noise=lambda n, g: low + (high - low) * torch.rand((n, 2), generator=g),
+                                     seed=seed)
 
     @classmethod
     def from_config(cls, c: ToyDataConfig, ctx=None) -> "ToyData":
@@ -50,25 +58,25 @@ class ToyData(Data):
     def dataset(self) -> Batch:
         return Batch(self.train)
 
+    def heldout(self) -> Batch:
+        return Batch(self.test)
+
     def save_samples(self, x, path: Path) -> None:
         scatter_png(x, path, bounds=self.bounds, title=f"{self.name}: {len(x)} samples")
 
     def evaluate(self, samples) -> dict[str, float]:
-        return {"mmd2": mmd2(samples, self.test, 0.5), "mmd2/h0.1": mmd2(samples, self.test, 0.1)}
+        return {**beside("mmd2", mmd2(samples, self.test, 0.5), self.yardsticks(len(samples))),
+                "mmd2/h0.1": mmd2(samples, self.test, 0.1)}
 
-    def baseline(self, n: int = 2000, seed: int = 0) -> dict[str, float]:
-        """The scores of a single Gaussian fitted to the training set: the bar to beat."""
-        g = gaussian_fit_baseline(self.train, n, rng=torch.Generator().manual_seed(seed))
-        return self.evaluate(g)
-
-    def report(self, out_dir: Path, samples, energy) -> None:
-        if not getattr(energy, "over_data", True):  # a latent prior: no density on the data's axes
-            density_png(self.test, samples, None, Path(out_dir) / "density.png", bounds=self.bounds)
-            return
+    def report(self, out_dir: Path, samples, energy) -> list[Path]:
+        path = Path(out_dir) / "density.png"
+        if not energy.over_data:  # a latent prior: no density on the data's axes
+            density_png(self.test, samples, None, path, bounds=self.bounds)
+            return [path]
         was_training = energy.training
         energy.eval()
         device = next((p.device for p in energy.parameters()), torch.device("cpu"))
         # the grid is built on the CPU; the energy may live on an accelerator
-        density_png(self.test, samples, lambda x: energy(x.to(device)), Path(out_dir) / "density.png",
-                    bounds=self.bounds)
+        density_png(self.test, samples, lambda x: energy(x.to(device)), path, bounds=self.bounds)
         energy.train(was_training)
+        return [path]

@@ -1,6 +1,7 @@
 import torch
-
 from ebm_toy import MLPEnergy, ToyData
+
+from ebmcore.kit.metrics import fitted_gaussian
 
 
 def test_toy_data_is_fixed_by_its_own_seed_and_train_and_test_differ():
@@ -10,12 +11,19 @@ def test_toy_data_is_fixed_by_its_own_seed_and_train_and_test_differ():
     assert not torch.equal(a.train, ToyData("two_moons", n_train=100, seed=1).train)
 
 
-def test_toy_scores_separate_good_samples_from_a_gaussian_blob():
+def test_toy_scores_stand_beside_their_yardsticks():
+    """Samples of the true distribution score near the held-out floor, far below the fitted
+    Gaussian and noise (at h = 0.5 the Gaussian, a blob where the ring of modes has a hole,
+    is even further than uniform noise); the yardsticks use as many points as the samples."""
     data = ToyData("eight_gaussians", n_train=4000, n_test=2000)
     good = data.evaluate(data.train[:2000])
-    blob = data.baseline()
-    assert set(good) == {"mmd2", "mmd2/h0.1"}
-    assert good["mmd2"] < 0.002 < 0.05 < blob["mmd2"]
+    assert set(good) == {"mmd2", "mmd2/heldout", "mmd2/noise", "mmd2/gaussian", "mmd2/vs_gaussian", "mmd2/h0.1"}
+    assert abs(good["mmd2"]) < 0.002 and abs(good["mmd2/heldout"]) < 0.002
+    assert good["mmd2/gaussian"] > good["mmd2/noise"] > 0.05
+    assert good["mmd2/vs_gaussian"] == good["mmd2"] / good["mmd2/gaussian"] < 0.05
+    gaussian_fit = data.evaluate(fitted_gaussian(data.train, 500, rng=torch.Generator().manual_seed(3)))
+    assert 0.8 < gaussian_fit["mmd2/vs_gaussian"] < 1.25  # another draw of the same Gaussian
+    assert data.yardsticks(500) is not data.yardsticks(2000) and data.yardsticks(500) == data.yardsticks(500)
 
 
 def test_mlp_energy_gives_one_energy_per_example_and_flattens():

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from ebm_toy.datasets import TOY_DATASETS, data_bounds, sample_toy
 
 

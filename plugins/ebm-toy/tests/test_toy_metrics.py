@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from ebm_toy.datasets import sample_toy
 from PIL import Image
 
-from ebm_toy.datasets import sample_toy
-from ebm_toy.metrics import gaussian_fit_baseline, mmd2
-from ebm_toy.plots import _density_grid, density_png, scatter_png
+from ebmcore.kit.metrics import fitted_gaussian, mmd2
+from ebmcore.kit.pictures import _density_grid, density_png, scatter_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -74,7 +74,7 @@ def test_mmd2_rejects_bad_shapes_and_bandwidth():
 
 def test_gaussian_baseline_has_train_mean_and_covariance():
     train = sample_toy("two_moons", 2000, rng=gen(6))
-    s = gaussian_fit_baseline(train, 200_000, rng=gen(7))
+    s = fitted_gaussian(train, 200_000, rng=gen(7))
     assert s.shape == (200_000, 2) and s.dtype == torch.float32
     t, s = train.double(), s.double()
     # Mean error sd is sqrt(var / 2e5) < 0.005 here; cov relative error ~0.3 %.
@@ -84,8 +84,8 @@ def test_gaussian_baseline_has_train_mean_and_covariance():
 
 def test_gaussian_baseline_is_deterministic_per_rng_and_beaten_by_real_data():
     train = sample_toy("eight_gaussians", 2000, rng=gen(8))
-    a = gaussian_fit_baseline(train, 500, rng=gen(9))
-    assert torch.equal(a, gaussian_fit_baseline(train, 500, rng=gen(9)))
+    a = fitted_gaussian(train, 500, rng=gen(9))
+    assert torch.equal(a, fitted_gaussian(train, 500, rng=gen(9)))
     test = sample_toy("eight_gaussians", 500, rng=gen(10))
     fresh = sample_toy("eight_gaussians", 500, rng=gen(11))
     assert mmd2(test, a, 0.5) > 0.03 > abs(mmd2(test, fresh, 0.5))

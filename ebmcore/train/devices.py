@@ -9,31 +9,23 @@ data and negatives) runs under ``torch.autocast(dtype=torch.bfloat16)``; paramet
 gradients, optimizer state and checkpoints stay fp32, and autocast keeps the ops it
 deems unsafe in bf16 (reductions, ``pow``, ``exp``, ``log``…) in fp32. MCMC chains run
 in fp32 even inside the bf16 loss: :func:`ebmcore.sampling.run_chain` turns autocast off
-for the chain unless ``run.sampling_precision = "bf16"`` asks for it, because Langevin's
-update x − (ε²/2)∇E + ε·ξ adds a small step to x, which bf16's 8-bit mantissa rounds away.
+for the chain unless ``run.sampling_precision = "bf16"`` asks for it
+(:func:`ebmcore.sampling.sampling_precision`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Iterator
-from contextvars import ContextVar
 
 import torch
 
 from ebmcore.errors import EbmError
-
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-
-#: the dtype chains run in (None: fp32, autocast off), set by the runner for a run
-_SAMPLING_DTYPE: ContextVar[torch.dtype | None] = ContextVar("ebm_sampling_dtype", default=None)
+from ebmcore.sampling import PRECISIONS
+from ebmcore.train.recipe import DEVICE_PATTERN
 
 
 def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
+    return torch.backends.mps.is_available()
 
 
 def resolve_device(spec: str, *, local_rank: int | None = None) -> torch.device:
@@ -76,27 +68,7 @@ def check_precision(precision: str, device: torch.device, key: str = "run.precis
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast for ``precision`` ("fp32": nothing)."""
-    dtype = DTYPES[precision]
+    dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-@contextlib.contextmanager
-def sampling_precision(precision: str) -> Iterator[None]:
-    """Chains started inside run in ``precision`` ("fp32": autocast off, the default)."""
-    token = _SAMPLING_DTYPE.set(DTYPES[precision])
-    try:
-        yield
-    finally:
-        _SAMPLING_DTYPE.reset(token)
-
-
-def chain_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """What :func:`ebmcore.sampling.run_chain` wraps a chain in."""
-    dtype = _SAMPLING_DTYPE.get()
-    if dtype is None:
-        if not torch.is_autocast_enabled(device.type):
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype)

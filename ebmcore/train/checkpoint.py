@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,26 +17,13 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from ebmcore.errors import CheckpointError
+from ebmcore.errors import WHY_NO_PICKLE, CheckpointError, pickle_format
+from ebmcore.kit.files import atomic_write
 
 FORMAT = 1
 _NAME = re.compile(r"^step-(\d+)\.json$")
 #: suffixes of files that torch.save / pickle write; never loaded, named when found
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar")
-WHY_NO_PICKLE = ("ebm never loads pickle files: unpickling runs whatever code the file names. "
-                 "Checkpoints are safetensors + JSON; to use weights you trust, load them yourself "
-                 "with torch (weights_only=True) and write them with safetensors.torch.save_file")
-
-
-def pickle_format(data: bytes) -> str | None:
-    """What kind of pickle ``data`` (a file's bytes, or its first bytes) is, or None."""
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-        return f"a pickle (protocol {data[1]})"
-    if data[:4] == b"PK\x03\x04":
-        return "a zip archive (the format of torch.save)"
-    if data[:1] in (b"(", b"}", b"]", b"c") and data.rstrip()[-1:] == b".":
-        return "a pickle (protocol 0 or 1)"
-    return None
 
 
 def refuse_pickle(path: Path, data: bytes | None = None, expected: str = "a checkpoint") -> None:
@@ -53,21 +39,6 @@ def refuse_pickle(path: Path, data: bytes | None = None, expected: str = "a chec
     kind = pickle_format(data)
     if kind is not None:
         raise CheckpointError(f"{path}: this is {kind}, not {expected}; {WHY_NO_PICKLE}")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save(directory: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:

@@ -90,6 +90,17 @@ class World:
             t /= self.size
         return t
 
+    def reduce_metrics(self, metrics: dict[str, Tensor], stop: bool,
+                       device: torch.device) -> tuple[dict[str, Tensor], bool]:
+        """A step's metrics averaged over ranks, and whether any rank must stop (one all-reduce)."""
+        if not self.distributed:
+            return metrics, stop
+        keys = list(metrics)
+        flat = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]
+                           + [torch.tensor(float(stop), device=device)])
+        self.mean_(flat)
+        return dict(zip(keys, flat[:-1].unbind())), bool(flat[-1] > 0)
+
     def any(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on any."""
         if not self.distributed:

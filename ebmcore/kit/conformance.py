@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ebmcore.interfaces import Energy
+
 __all__ = [
     "ANISOTROPIC_COV", "BananaEnergy", "GaussianEnergy", "MixtureEnergy",
     "check_anisotropic_gaussian", "check_banana", "check_gaussian_2d", "check_gaussian_10d",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-class GaussianEnergy(nn.Module):
+class GaussianEnergy(Energy):
     """E(x) = ½ (x − μ)ᵀ Σ⁻¹ (x − μ): the energy of N(μ, Σ)."""
 
     def __init__(self, mean: Tensor, cov: Tensor):
@@ -63,7 +65,7 @@ class GaussianEnergy(nn.Module):
         return self.mean + z @ self.scale_tril.T
 
 
-class MixtureEnergy(nn.Module):
+class MixtureEnergy(Energy):
     """E(x) = −log Σₖ wₖ N(x; μₖ, σₖ² I): a mixture of isotropic Gaussians."""
 
     def __init__(self, weights: Tensor, means: Tensor, scales: Tensor):
@@ -84,7 +86,7 @@ class MixtureEnergy(nn.Module):
         return self.means[k] + self.scales[k, None] * torch.randn(n, self.means.shape[1], generator=rng)
 
 
-class BananaEnergy(nn.Module):
+class BananaEnergy(Energy):
     """Haario's twisted Gaussian: x₁ ~ N(0, σ₁²), x₂ | x₁ ~ N(b·(x₁² − σ₁²), 1).
 
     E(x) = x₁²/(2σ₁²) + (x₂ − b·(x₁² − σ₁²))²/2. Exactly: mean 0, Var x₁ = σ₁²,

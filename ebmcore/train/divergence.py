@@ -1,4 +1,5 @@
-"""The divergence guard: the first step whose metrics are non-finite or whose energies explode.
+"""Divergence: the guard that finds the first step whose metrics are non-finite or whose
+energies explode, and the policy applied then (``run.on_divergence``: stop, or roll back).
 
 Every step's metrics (losses, the objective's metrics such as ``energy/data`` and
 ``energy/sample``, and ``grad_norm/<group>``, which is non-finite as soon as one gradient
@@ -17,10 +18,18 @@ logged or saved, so no record and no checkpoint is ever written from a diverged 
 from __future__ import annotations
 
 import math
+import sys
+from typing import TYPE_CHECKING
 
 import attrs
 import torch
 from torch import Tensor
+
+from ebmcore.errors import DivergenceError
+
+if TYPE_CHECKING:
+    from ebmcore.train.recipe import RunConfig
+    from ebmcore.train.state import Checkpoints
 
 
 @attrs.frozen
@@ -124,3 +133,40 @@ def _scalar(v: Tensor) -> Tensor:
     if v.numel() == 1:
         return v.reshape(())
     return v.abs().amax() if v.numel() else torch.zeros((), device=v.device)
+
+
+class Diverged(Exception):
+    """Raised inside a step; the loop applies ``run.on_divergence`` (:class:`Policy`)."""
+
+    def __init__(self, divergence: Divergence):
+        super().__init__(divergence.describe())
+        self.divergence = divergence
+
+
+class Policy:
+    """``run.on_divergence``: stop (raise :class:`DivergenceError`), or roll back to the last
+    good checkpoint with the learning rates scaled by ``rollback_lr_factor`` per rollback."""
+
+    def __init__(self, config: RunConfig, guard: DivergenceGuard, checkpoints: Checkpoints):
+        self.config, self.guard, self.checkpoints = config, guard, checkpoints
+
+    def __call__(self, found: Divergence) -> None:
+        c, state = self.config, self.checkpoints.state
+        kept = [s for s in self.checkpoints.steps() if s < found.step]
+        what = f"training diverged at step {found.step}: {found.describe()}"
+        if c.on_divergence == "rollback" and len(state.rollbacks) >= c.max_rollbacks:
+            what += f" (after {len(state.rollbacks)} rollbacks, run.max_rollbacks)"
+        elif c.on_divergence == "rollback" and kept:
+            rollbacks = state.rollbacks
+            self.checkpoints.restore(before=found.step)
+            scale = c.rollback_lr_factor ** (len(rollbacks) + 1)
+            state.rollbacks = rollbacks + [{"step": found.step, "to": state.step, "lr_scale": scale,
+                                            "why": found.describe()}]
+            state.optimisers.scale_lr(scale)
+            self.guard.reset()
+            if self.checkpoints.world.is_main:
+                print(f"warning: {what}; rolled back to step {state.step}, learning rates × {scale:g} "
+                      f"(rollback {len(state.rollbacks)} of {c.max_rollbacks})", file=sys.stderr)
+            return
+        keep = f"the last good checkpoint is step {kept[-1]}" if kept else "no checkpoint was written yet"
+        raise DivergenceError(f"{what}; stopped, {keep} (in {self.checkpoints.directory})")

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, host: PluginHost) -> int:
-    from ebmcore.runner import run_recipe
+    from ebmcore.train.run import run_recipe
 
     record = run_recipe(args.recipe, overrides=args.overrides, out=args.out, resume=args.resume,
                         host=host, progress=False if args.quiet else None)
@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace, host: PluginHost) -> int:
 
 
 def _validate(args: argparse.Namespace, host: PluginHost) -> int:
-    from ebmcore.recipe import load_recipe
+    from ebmcore.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, host.registry, args.overrides)
     parts = ", ".join([f"{k}={s.type}" for k, s in recipe.sections.items()]
@@ -124,7 +124,7 @@ def _list(args: argparse.Namespace, host: PluginHost) -> int:
 
 def markdown_reference(rows: list[dict]) -> str:
     """Recipe sections as Markdown tables: [run], [optim.<group>], then each component."""
-    from ebmcore.recipe import OptimConfig, RunConfig
+    from ebmcore.train.recipe import OptimConfig, RunConfig
 
     def table(title: str, doc: str, fields: list[dict]) -> str:
         lines = [f"### {title}", "", doc, ""]
@@ -148,8 +148,8 @@ def _sample(args: argparse.Namespace, host: PluginHost) -> int:
     import safetensors.torch
     import torch
 
-    from ebmcore.checkpoint import atomic_write
-    from ebmcore.runner import Run
+    from ebmcore.kit.files import atomic_write
+    from ebmcore.train.run import Run
 
     if args.n < 1:
         raise EbmError(f"-n must be at least 1, got {args.n}")
@@ -158,7 +158,7 @@ def _sample(args: argparse.Namespace, host: PluginHost) -> int:
     cond = None
     if args.label is not None:
         classes = run.data.num_classes
-        if not getattr(run.data, "conditional", False) or not classes:
+        if not run.data.conditional or not classes:
             raise EbmError(f"--label: {args.run_dir} is not a label-conditional model "
                            "(its data has no conditional = true)")
         if not 0 <= args.label < classes:
@@ -174,7 +174,7 @@ def _sample(args: argparse.Namespace, host: PluginHost) -> int:
 
 
 def _eval(args: argparse.Namespace, host: PluginHost) -> int:
-    from ebmcore.runner import Run
+    from ebmcore.train.run import Run
 
     run = Run.open(args.run_dir, host=host, overrides=args.overrides)
     if not run.tasks:

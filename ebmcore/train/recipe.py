@@ -16,7 +16,7 @@ import attrs
 import tomli_w
 
 from ebmcore import config as cfg
-from ebmcore.errors import EbmError, PluginError, RecipeError, did_you_mean
+from ebmcore.errors import WHY_NO_PICKLE, EbmError, PluginError, did_you_mean, pickle_format
 from ebmcore.registry import KINDS, Registry
 
 ALWAYS_REQUIRED = ("data", "energy", "objective")
@@ -60,9 +60,10 @@ class RunConfig:
                                       "stops as with 'stop'", default=3)
 
 
-def _device(value: str) -> None:
-    from ebmcore.devices import DEVICE_PATTERN
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
+
+def _device(value: str) -> None:
     if not DEVICE_PATTERN.match(value):
         raise ValueError(f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
 
@@ -128,8 +129,6 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise EbmError(f"{path}: no such recipe file") from None
     except OSError as exc:
         raise EbmError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    from ebmcore.checkpoint import WHY_NO_PICKLE, pickle_format
-
     if (kind := pickle_format(raw)) is not None:
         raise EbmError(f"{path}: this is {kind}, not a recipe; {WHY_NO_PICKLE}")
     try:
@@ -295,17 +294,3 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-__all__ = [
-    "OptimConfig",
-    "Recipe",
-    "RecipeError",
-    "RunConfig",
-    "Section",
-    "apply_overrides",
-    "load_recipe",
-    "parse_override",
-    "parse_recipe",
-    "read_toml",
-]

@@ -1,0 +1,151 @@
+"""Every bundled component builds on a host holding only its own plugin and the plugins its
+pyproject declares (plus stand-ins for the sections it needs but does not build itself):
+a component builds others through the context it was given, never through the plugins
+installed behind it."""
+
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+from PIL import Image
+from support import ROOT
+
+from ebmcore import KINDS, BuildContext, PluginError, PluginHost
+
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "standins"))
+import ebm_standins  # noqa: E402
+
+PLUGINS = {d.name: tomllib.loads((d / "pyproject.toml").read_text())
+           for d in sorted((ROOT / "plugins").iterdir()) if (d / "pyproject.toml").exists()}
+
+
+def plugin_modules(dist: str) -> list[str]:
+    """The entry-point modules of ``dist`` and of every bundled plugin it depends on, transitively."""
+    seen, todo = [], [dist]
+    while todo:
+        d = todo.pop()
+        if d in seen:
+            continue
+        seen.append(d)
+        todo += [dep.split(">")[0].split("=")[0].strip() for dep in PLUGINS[d]["project"]["dependencies"]
+                 if dep.split(">")[0].split("=")[0].strip() in PLUGINS]
+    return [m for d in seen for m in PLUGINS[d]["project"].get("entry-points", {}).get("ebm", {}).values()]
+
+
+def isolated_host(dist: str) -> PluginHost:
+    return PluginHost(plugin_modules(dist), autoload=False, plugins=[ebm_standins])
+
+
+VECTORS = ("standin", {"shape": [2]})
+IMAGES = ("standin", {"shape": [1, 8, 8]})
+ENERGY = ("standin", {})
+SAMPLER = ("standin", {})
+NOISE = ("standin", {})
+CHAINS = {"energy": ENERGY, "sampler": SAMPLER, "generator": NOISE}
+
+#: (kind, name) → the sections to build, in recipe order; tasks under "task"
+CASES = {
+    ("data", "toy2d"): {"data": ("toy2d", {"n_train": 100, "n_test": 50})},
+    ("energy", "mlp"): {"data": VECTORS, "energy": ("mlp", {"hidden": [8]})},
+    ("sampler", "langevin"): {"sampler": ("langevin", {})},
+    ("sampler", "mala"): {"sampler": ("mala", {})},
+    ("sampler", "hmc"): {"sampler": ("hmc", {})},
+    **{("generator", g): {"data": VECTORS, "generator": (g, {})}
+       for g in ("uniform", "gaussian", "replay_buffer", "data")},
+    ("objective", "mle"): {"data": VECTORS, **CHAINS, "objective": ("mle", {})},
+    ("data", "stripes"): {"data": ("stripes", {"size": 8, "n_train": 16})},
+    ("energy", "multiscale"): {"data": ("standin", {"shape": [1, 16, 16]}),
+                               "energy": ("multiscale", {"resolutions": [4, 16], "width": 4})},
+    ("sampler", "multigrid"): {"sampler": ("multigrid", {})},
+    ("sampler", "coarse_to_fine"): {"sampler": ("coarse_to_fine", {})},
+    ("objective", "mle_multiscale"): {"data": ("standin", {"shape": [1, 16, 16]}),
+                                      "energy": ("multiscale", {"resolutions": [4, 16], "width": 4}),
+                                      "sampler": ("multigrid", {}), "generator": NOISE,
+                                      "objective": ("mle_multiscale", {})},
+    ("data", "digits"): {"data": ("digits", {})},
+    ("data", "idx"): {"data": ("idx", {"images": "{tmp}/images.idx"})},
+    ("data", "image_folder"): {"data": ("image_folder", {"root": "{tmp}/folder", "size": 8})},
+    ("data", "texture"): {"data": ("texture", {"scale": 32, "size": 32, "n_crops": 4})},
+    **{("energy", e): {"data": IMAGES, "energy": (e, {})} for e in ("swish_cnn", "genconvnet", "resnet")},
+    ("energy", "frame"): {"data": ("standin", {"shape": [1, 16, 16]}), "energy": ("frame", {})},
+    **{("task", t): {"data": IMAGES, **CHAINS, "task": (t, {"hole": 4} if t == "inpaint" else {})}
+       for t in ("inpaint", "denoise", "ood")},
+    ("task", "class_accuracy"): {"data": ("digits", {"conditional": True}), "task": ("class_accuracy", {})},
+    ("generator", "mlp"): {"data": VECTORS, "generator": ("mlp", {})},
+    ("generator", "deconv"): {"data": IMAGES, "generator": ("deconv", {"channels": 4})},
+    ("generator", "unet"): {"data": IMAGES, "generator": ("unet", {"channels": 4})},
+    ("objective", "coop"): {"data": VECTORS, "energy": ENERGY, "sampler": SAMPLER,
+                            "generator": ("mlp", {}), "objective": ("coop", {})},
+    ("objective", "coop_vae"): {"data": VECTORS, "energy": ENERGY, "sampler": SAMPLER,
+                                "generator": ("mlp", {"encoder": True}), "objective": ("coop_vae", {})},
+    ("task", "revision"): {"data": VECTORS, "task": ("revision", {})},
+    ("energy", "level_mlp"): {"data": VECTORS, "energy": ("level_mlp", {})},
+    ("energy", "level_cnn"): {"data": IMAGES, "energy": ("level_cnn", {})},
+    ("objective", "drl"): {"data": VECTORS, "energy": ("level_mlp", {}), "sampler": SAMPLER,
+                           "objective": ("drl", {})},
+    ("energy", "latent_mlp"): {"energy": ("latent_mlp", {"latent_dim": 2})},
+    ("energy", "latent_gaussian"): {"energy": ("latent_gaussian", {"latent_dim": 2})},
+    ("objective", "latent_ebm"): {"data": VECTORS, "energy": ("latent_mlp", {"latent_dim": 2}),
+                                  "generator": ("standin", {"latent_dim": 2}), "objective": ("latent_ebm", {})},
+    ("objective", "abp"): {"data": VECTORS, "energy": ("latent_gaussian", {"latent_dim": 2}),
+                           "generator": ("standin", {"latent_dim": 2}), "objective": ("abp", {})},
+    ("task", "anomaly"): {"data": IMAGES, "task": ("anomaly", {})},
+    ("objective", "nce"): {"data": VECTORS, "energy": ENERGY, "sampler": SAMPLER, "objective": ("nce", {})},
+    ("objective", "fce"): {"data": VECTORS, "energy": ENERGY, "objective": ("fce", {"flow_layers": 2})},
+}
+
+
+def _files(tmp):
+    """What the file-reading data sets of the cases read: an IDX file and a folder of PNGs."""
+    images = np.zeros((4, 8, 8), dtype=np.uint8)
+    header = bytes([0, 0, 0x08, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
+    (tmp / "images.idx").write_bytes(header + images.tobytes())
+    (tmp / "folder").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(tmp / "folder" / f"{i}.png")
+
+
+def build_case(host: PluginHost, sections: dict, tmp) -> dict:
+    ctx = BuildContext(registry=host.registry)
+    for kind in (*KINDS, "task"):
+        if kind not in sections:
+            continue
+        name, settings = sections[kind]
+        settings = {k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in settings.items()}
+        ctx.built[kind] = ctx.build(kind, name, **settings)
+        if kind == "data":
+            ctx.event_shape, ctx.num_classes = tuple(ctx.built[kind].event_shape), ctx.built[kind].num_classes
+    return ctx.built
+
+
+def _owner(kind, name):
+    for dist in PLUGINS:
+        host = PluginHost(plugin_modules(dist)[:1], autoload=False)
+        if (kind, name) in {(e.component.kind, e.component.name) for e in host.registry}:
+            return dist
+    raise AssertionError(f"no bundled plugin provides {kind} '{name}'")
+
+
+def test_every_bundled_component_has_a_case():
+    bundled = {(e.component.kind, e.component.name)
+               for d in PLUGINS for e in PluginHost(plugin_modules(d)[:1], autoload=False).registry}
+    assert bundled == set(CASES)
+
+
+@pytest.mark.parametrize(("kind", "name"), sorted(CASES), ids=lambda v: v)
+def test_builds_on_its_plugins_host(kind, name, tmp_path):
+    _files(tmp_path)
+    dist = _owner(kind, name)
+    built = build_case(isolated_host(dist), CASES[kind, name], tmp_path)
+    assert kind in built
+
+
+def test_a_nested_build_uses_the_contexts_registry(tmp_path):
+    """latent_mlp builds ebm-toy's 'mlp' by name: on a host with ebm-latent and its declared
+    plugins it works; on one without ebm-toy it fails naming 'mlp', whatever is installed."""
+    sections = CASES["energy", "latent_mlp"]
+    assert build_case(isolated_host("ebm-latent"), sections, tmp_path)["energy"].latent_dim == 2
+    alone = PluginHost(["ebm_latent"], autoload=False)
+    with pytest.raises(PluginError, match="unknown energy 'mlp'"):
+        build_case(alone, sections, tmp_path)
