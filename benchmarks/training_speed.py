@@ -107,19 +107,16 @@ class EbmSteps:
     def __init__(self, run):
         from tqdm import tqdm
 
-        from ebmcore.sampling import sampling_precision
-
         self.run = run
         self.bar = tqdm(total=run.recipe.run.steps, disable=True)  # `ebm run` when not on a terminal
         self.received: list[int] = []
-        self._precision = lambda: sampling_precision(run.recipe.run.sampling_precision)
         run._notify("ebm_run_start", run=run)  # observers (TensorBoard) as in `ebm run`
         run.guard.reset()
         self.t0 = time.perf_counter()
 
     def steps(self, k: int) -> None:
         run = self.run
-        with self._precision():  # as around Run.train's loop
+        with run.chains():  # as around Run.train's loop
             for _ in range(k):
                 run.train_step(self.t0, self.bar, self.received)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -90,6 +90,11 @@ class Data(abc.ABC):
     conditional: bool = False
     #: labels left out of the training set and kept in the held-out split (anomaly detection)
     excluded_classes: tuple[int, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Any, ctx: Any = None) -> Data:
+        """The data set of a recipe section's config (by default ``cls(config)``)."""
+        return cls(config)
 
     def dataset(self) -> Batch:
         """The whole training set as one :class:`Batch` (in-memory data)."""

@@ -99,7 +99,8 @@ class Sampler(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> Any: ...
+    def init(self, x: Tensor, energy: nn.Module, *, rng: torch.Generator, cond: Tensor | None = None) -> Any:
+        """The kernel's State at ``x`` (drawing what it needs at the start, such as a momentum, from ``rng``)."""
 
     @abc.abstractmethod
     def step(self, state: Any, energy: nn.Module, *, rng: torch.Generator,

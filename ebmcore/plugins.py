@@ -58,7 +58,8 @@ class HookFault:
 
 
 class PluginHost:
-    """The plugin manager, the registry built from it, and what failed to load."""
+    """The plugin manager, the registry built from it, what failed to load (``failures``)
+    and the plugins that provide nothing (``idle``: no component and no observer hook)."""
 
     def __init__(self, modules: Iterable[str] = (), *, autoload: bool | None = None,
                  plugins: Iterable[object] = ()):
@@ -70,6 +71,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
         self.failures: list[PluginFailure] = []
+        self.idle: list[PluginInfo] = []
         if autoload:
             self._load_entry_points()
         for module in modules:
@@ -137,7 +139,7 @@ class PluginHost:
     def _collect_components(self) -> Registry:
         """Call each plugin's ``ebm_components`` on its own, to know who provided what."""
         dist_of = {p.name: p.distribution for p in self.plugins}
-        registry = Registry()
+        registry, provided = Registry(), set()
         for impl in self.pm.hook.ebm_components.get_hookimpls():
             dist = dist_of.get(impl.plugin_name, impl.plugin_name)
             try:
@@ -147,9 +149,15 @@ class PluginHost:
                         raise TypeError(f"ebm_components returned {type(c).__name__}, not Component")
             except Exception as exc:
                 self.failures.append(PluginFailure(impl.plugin_name, dist, _one_line(exc)))
+                provided.add(impl.plugin_name)  # reported as a failure, not as idle
                 continue
             for c in components:
                 registry.add(c, dist)
+                provided.add(impl.plugin_name)
+        for info in self.plugins:
+            hooks = {h.name for h in self.pm.get_hookcallers(self.pm.get_plugin(info.name)) or ()}
+            if info.name not in provided and not hooks - {"ebm_components"}:
+                self.idle.append(info)
         return registry
 
 

@@ -9,6 +9,7 @@ unless the run's ``sampling_precision`` asks for bf16 (:func:`sampling_precision
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 #: the dtype chains run in (None: fp32, autocast off), set by the runner for a run
 _CHAIN_DTYPE: ContextVar[torch.dtype | None] = ContextVar("ebm_chain_dtype", default=None)
+#: what a chain that ends non-finite does: "warn", "raise" or "ignore" (:func:`nonfinite_chains`)
+_NONFINITE: ContextVar[str] = ContextVar("ebm_nonfinite", default="warn")
 
 
 @contextlib.contextmanager
@@ -34,6 +37,21 @@ def sampling_precision(precision: str) -> Iterator[None]:
         yield
     finally:
         _CHAIN_DTYPE.reset(token)
+
+
+@contextlib.contextmanager
+def nonfinite_chains(action: str) -> Iterator[None]:
+    """What chains started inside do when they end non-finite: ``"warn"`` (the default: a
+    warning with the fraction of chains and the first bad step, found by replaying the chain),
+    ``"raise"`` (``FloatingPointError``) or ``"ignore"`` (the runner, whose divergence guard
+    reports it without a host sync)."""
+    if action not in ("warn", "raise", "ignore"):
+        raise ValueError(f"nonfinite_chains: 'warn', 'raise' or 'ignore', not {action!r}")
+    token = _NONFINITE.set(action)
+    try:
+        yield
+    finally:
+        _NONFINITE.reset(token)
 
 
 def _chain_autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -108,25 +126,48 @@ def run_chain(sampler: Sampler, x0: Tensor, energy: nn.Module | Callable[..., Te
     kernel's own temperature. The kernel state is re-initialised where T changes, which
     costs a kernel that caches ∇E one gradient per change: prefer piecewise-constant
     schedules for MALA and HMC.
+
+    Chains that end non-finite are reported as :func:`nonfinite_chains` says (by default a
+    warning naming the fraction of chains and the first bad step).
     """
     x0 = x0.detach()
     if not isinstance(energy, nn.Module):
         energy = FunctionEnergy(energy)
-    kw = {} if mask is None else {"mask": mask.expand_as(x0)}
+    if temperatures is not None and (len(temperatures) != n_steps or not all(t > 0 for t in temperatures)):
+        raise ValueError(f"temperatures: need {n_steps} positive values, got {list(temperatures)[:5]}…")
+    check = _NONFINITE.get()
+    start = None if check == "ignore" else rng.get_state()
+    args = (sampler, x0, energy, n_steps, cond, None if mask is None else mask.expand_as(x0), temperatures)
+    x, history, _ = _drive(*args, rng=rng, trace=trace)
+    if start is not None and not bool(torch.isfinite(x).all()):
+        replay = torch.Generator(device=rng.device)
+        replay.set_state(start)  # the same chain again, eagerly, watching every step
+        first = _drive(*args, rng=replay, trace=False, watch=True)[2]
+        bad = (~torch.isfinite(x.flatten(1))).any(1).sum().item()
+        what = (f"{sampler!r}: {bad} of {len(x)} chains ({100 * bad / len(x):.0f} %) are non-finite after "
+                f"{n_steps} steps; the first went at step {first} (a smaller step size may help)")
+        if check == "raise":
+            raise FloatingPointError(what)
+        warnings.warn(what, RuntimeWarning, stacklevel=3)
+    return (x, _stack(history)) if trace else x
+
+
+def _drive(sampler, x0, energy, n_steps, cond, mask, temperatures, *, rng, trace, watch=False):
+    """The loop: (samples, history, the first step at which a chain was non-finite if ``watch``)."""
+    kw = {} if mask is None else {"mask": mask}
     history: list[tuple[Tensor, Any, Any]] = []
     if temperatures is not None:
-        if len(temperatures) != n_steps or not all(t > 0 for t in temperatures):
-            raise ValueError(f"temperatures: need {n_steps} positive values, got {list(temperatures)[:5]}…")
         energy = Tempered(energy, temperatures[0])
-    # annealed chains run eagerly: a compiled step would be specialised on each temperature
-    compiled = compiled_steps(sampler) if sampler.compile and temperatures is None else None
+    # annealed and watched chains run eagerly: a compiled step would be specialised on each temperature
+    compiled = compiled_steps(sampler) if sampler.compile and temperatures is None and not watch else None
+    first = None
     with sampling_mode(energy), torch.no_grad(), _chain_autocast(x0.device):
-        state = sampler.init(x0, energy, cond)
+        state = sampler.init(x0, energy, rng=rng, cond=cond)
         t = 0
         while t < n_steps:
             if temperatures is not None and temperatures[t] != energy.temperature:
                 energy.temperature = temperatures[t]
-                state = sampler.init(state.x, energy, cond)
+                state = sampler.init(state.x, energy, rng=rng, cond=cond)
             if compiled is not None:  # several steps per call, one while tracing the history
                 state, info, k = compiled.run(state, energy, 1 if trace else n_steps - t, rng=rng, cond=cond,
                                               mask=kw.get("mask"))
@@ -136,9 +177,9 @@ def run_chain(sampler: Sampler, x0: Tensor, energy: nn.Module | Callable[..., Te
             t += k
             if trace:
                 history.append((state.x, _fields(info), _fields(state)))
-    if not trace:
-        return state.x.detach()
-    return state.x.detach(), _stack(history)
+            if watch and first is None and not bool(torch.isfinite(state.x).all()):
+                first = t
+    return state.x.detach(), history, first
 
 
 def _fields(t: tuple) -> dict[str, Any]:

@@ -3,14 +3,20 @@ contract small enough to read in one sitting, small classes, and components that
 other through declared interfaces, never by probing attributes."""
 
 import ast
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from support import ROOT, TINY
+
+from ebmcore import PluginHost, default_host
+from ebmcore.train import Run
+from ebmcore.train.recipe import parse_recipe
 
 CORE = ROOT / "ebmcore"
 #: layers, bottom up: the contract (ebmcore/*.py), the kit, the training machinery
-LAYERS = {"contract": 0, "kit": 1, "train": 2}
+LAYERS = {"kit": 1, "train": 2}  # and the contract, 0
 #: python -m ebmcore: an entry script that starts the CLI, imported by nothing
 ENTRY_SCRIPTS = {"ebmcore.__main__"}
 CONTRACT_CODE_LINES, CONTRACT_LINES, CLASS_LINES = 1100, 1600, 200
@@ -26,7 +32,7 @@ MODULES = {_module_name(p): p for p in sorted(CORE.rglob("*.py"))}
 
 def _layer(module: str) -> int:
     parts = module.split(".")
-    return LAYERS.get(parts[1], 0) if len(parts) > 1 and parts[1] in ("kit", "train") else 0
+    return LAYERS.get(parts[1], 0) if len(parts) > 1 else 0
 
 
 def _runtime_nodes(tree: ast.AST):
@@ -149,13 +155,62 @@ def test_no_component_probes_another_by_attribute(where):
 def test_a_samplers_settings_are_its_recipe_config_built_once(tmp_path):
     """The walk of sampler.step_size (docs/architecture.md): TOML → the section's config,
     structured and validated once → the very object the kernel reads."""
-    from support import TINY
-
-    from ebmcore import default_host
-    from ebmcore.train import Run
-    from ebmcore.train.recipe import parse_recipe
-
     recipe = parse_recipe({**TINY, "run": {**TINY["run"], "out": str(tmp_path / "run")}}, default_host().registry)
     run = Run.create(recipe)
     sampler = run.ctx.built["sampler"]
     assert sampler.config is recipe.sections["sampler"].config and sampler.config.step_size == 0.01
+
+
+#: distribution → the module it is imported as, where the names differ
+IMPORT_NAMES = {"pillow": "PIL", "scikit-learn": "sklearn", "scikit-image": "skimage", "tomli-w": "tomli_w",
+                "pyyaml": "yaml"}
+
+
+def _imported(folder: Path) -> set[str]:
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names |= {node.module.split(".")[0], node.module}
+    return names
+
+
+@pytest.mark.parametrize("project", ["."] + [f"plugins/{d.name}" for d in sorted((ROOT / "plugins").iterdir())
+                                            if (d / "pyproject.toml").exists()])
+def test_every_declared_third_party_dependency_is_used(project):
+    meta = tomllib.loads((ROOT / project / "pyproject.toml").read_text())["project"]
+    packages = [ROOT / project / p for p in ([meta["name"]] if project == "." else [meta["name"].replace("-", "_")])]
+    used = set().union(*(_imported(p) for p in packages))
+    for dep in meta["dependencies"]:
+        name = dep.split(">")[0].split("=")[0].split("[")[0].strip().lower()
+        if name == "ebmcore" or name.startswith("ebm-"):
+            continue
+        module = IMPORT_NAMES.get(name, name.replace("-", "_"))
+        assert module in used or (name == "tensorboard" and "torch.utils.tensorboard" in used), (
+            f"{project}: declares {dep} but never imports {module}")
+
+
+@pytest.mark.parametrize("plugin", sorted(d.name for d in (ROOT / "plugins").iterdir() if (d / "pyproject.toml").exists()))
+def test_every_plugin_has_a_readme_naming_its_components_and_a_recipe(plugin):
+    readme = (ROOT / "plugins" / plugin / "README.md").read_text()
+    module = next(iter(tomllib.loads((ROOT / "plugins" / plugin / "pyproject.toml").read_text())["project"]
+                       ["entry-points"]["ebm"].values()))
+    missing = [e.component.name for e in PluginHost([module], autoload=False).registry
+               if f"`{e.component.name}`" not in readme]
+    assert not missing, f"plugins/{plugin}/README.md does not name {missing}"
+    recipes = re.findall(r"recipes/([\w-]+)\.toml", readme)
+    assert recipes and all((ROOT / "recipes" / f"{r}.toml").exists() for r in recipes), recipes
+    assert "Depends on" in readme
+
+
+def test_components_are_built_by_their_class_from_config():
+    """One naming everywhere: a component's build function is ``<Class>.from_config``."""
+    host = PluginHost([m for d in sorted((ROOT / "plugins").iterdir()) if (d / "pyproject.toml").exists()
+                       for m in tomllib.loads((d / "pyproject.toml").read_text())["project"]
+                       .get("entry-points", {}).get("ebm", {}).values()], autoload=False)
+    odd = [f"{e.component.kind} {e.component.name}: {e.component.build.__qualname__}" for e in host.registry
+           if not e.component.build.__qualname__.endswith(".from_config")]
+    assert not odd, odd

@@ -42,7 +42,7 @@ class Frozen(Sampler):
 
     Config = _settings(5)
 
-    def init(self, x, energy, cond=None):
+    def init(self, x, energy, *, rng, cond=None):
         return _State(x)
 
     def step(self, state, energy, *, rng, cond=None, mask=None):
@@ -57,7 +57,7 @@ class Exact(Sampler):
 
     Config = _settings(1)
 
-    def init(self, x, energy, cond=None):
+    def init(self, x, energy, *, rng, cond=None):
         return _State(x)
 
     def step(self, state, energy, *, rng, cond=None, mask=None):
@@ -247,7 +247,7 @@ class _AlwaysAccept(Sampler):
 
     Config = _settings(30)
 
-    def init(self, x, energy, cond=None):
+    def init(self, x, energy, *, rng, cond=None):
         return _WalkState(x, *energy_and_grad(energy, x, cond))
 
     def step(self, state, energy, *, rng, cond=None, mask=None):

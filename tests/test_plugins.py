@@ -111,3 +111,50 @@ def test_build_by_name_validates_like_a_recipe():
     assert sampler.config.step_size == 0.02 and sampler.n_steps == 5
     with pytest.raises(RecipeError, match=r"\$\.sampler\.step_size: must be > 0"):
         build("sampler", "langevin", step_size=-1.0)
+
+
+def test_ebm_list_shows_each_keys_description():
+    r = ebm("list", "sampler")
+    assert r.returncode == 0 and "step_size: float = 0.01  # step s on the gradient" in r.stdout
+
+
+def test_a_plugin_module_that_provides_nothing_is_warned_about():
+    r = ebm("-p", "ebm_idle", "list", "energy", env={"PYTHONPATH": str(FIXTURES / "idle")})
+    assert r.returncode == 0 and "mlp" in r.stdout
+    assert "warning: plugin 'ebm_idle'" in r.stderr and "provides nothing" in r.stderr and "hookimpl" in r.stderr
+    assert "provides nothing" not in ebm("list", "energy").stderr  # observers (tensorboard) are not idle
+
+
+NO_STEPS = '''
+import attrs
+from ebmcore import Component, Sampler, hookimpl
+
+
+@attrs.frozen
+class Config:
+    step_size: float = 0.1
+
+
+class NoSteps(Sampler):
+    Config = Config
+
+    def init(self, x, energy, *, rng, cond=None):
+        return (x,)
+
+    def step(self, state, energy, *, rng, cond=None, mask=None):
+        return state, ()
+
+
+@hookimpl
+def ebm_components():
+    return [Component("sampler", "nosteps", Config, NoSteps.from_config)]
+'''
+
+
+def test_a_sampler_whose_settings_lack_n_steps_is_refused_when_built(tmp_path):
+    (tmp_path / "ebm_nosteps.py").write_text(NO_STEPS)
+    path = write_recipe(tmp_path / "r.toml", {**TINY, "sampler": {"type": "nosteps"}})
+    r = ebm("-p", "ebm_nosteps", "run", path, "--out", tmp_path / "run", env={"PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "error: sampler NoSteps: its Config (Config) has no compile and no n_steps" in r.stderr
+    assert not (tmp_path / "run").exists()

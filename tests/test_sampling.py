@@ -1,9 +1,13 @@
 """The shared sampling loop: traces for diagnostics, masks, and what it leaves behind."""
 
+import warnings
+
+import pytest
 import torch
 from ebm_langevin import Langevin
 
 from ebmcore.kit.conformance import GaussianEnergy
+from ebmcore.sampling import nonfinite_chains
 
 
 def test_trace_is_off_by_default_and_records_positions_and_info_when_asked():
@@ -59,3 +63,40 @@ def test_metropolis_kernels_trace_acceptance_and_gradient_norms():
         rng=torch.Generator().manual_seed(1), trace=True)
     assert history["acceptance_prob"].shape == (5, 8) and history["grad_norm"].shape == (5, 8)
     assert torch.allclose(history["grad_norm"][-1], history["x"][-1].norm(dim=1))
+
+
+def test_chains_that_end_non_finite_are_reported_with_the_fraction_and_first_step():
+    """ULA on N(0, 1) is unstable for step sizes above 1: the iterate grows by |1 − s| a step."""
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    x0 = torch.cat([torch.full((3, 2), 1.0), torch.zeros(1, 2)])
+    sampler = Langevin(step_size=2.5, noise=0.0, n_steps=400)
+    x0[3] = float("nan")  # one chain starts non-finite; the others overflow later
+    with pytest.warns(RuntimeWarning, match=r"4 of 4 chains \(100 %\) are non-finite after 400 steps; "
+                                            r"the first went at step 1\b"):
+        sampler.run(x0, energy, rng=torch.Generator())
+    with pytest.warns(RuntimeWarning, match=r"3 of 3 chains .* the first went at step (\d{3})"):
+        sampler.run(x0[:3], energy, rng=torch.Generator())
+    with nonfinite_chains("raise"), pytest.raises(FloatingPointError, match="non-finite"):
+        sampler.run(x0[:3], energy, rng=torch.Generator())
+    with nonfinite_chains("ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sampler.run(x0[:3], energy, rng=torch.Generator()).isnan().all()
+
+
+def test_the_report_replays_the_chain_without_moving_the_callers_rng():
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    sampler = Langevin(step_size=2.5, n_steps=400)
+    rng, same = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    with pytest.warns(RuntimeWarning):
+        a = sampler.run(torch.ones(4, 2), energy, rng=rng)
+    with nonfinite_chains("ignore"):
+        b = sampler.run(torch.ones(4, 2), energy, rng=same)
+    assert torch.equal(rng.get_state(), same.get_state()) and torch.equal(a.isnan(), b.isnan())
+
+
+def test_finite_chains_say_nothing_and_any_function_of_x_is_an_energy():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = Langevin(step_size=0.1, n_steps=50).run(torch.zeros(500, 2), lambda x: 0.5 * (x - 3).pow(2).sum(1),
+                                                     rng=torch.Generator().manual_seed(0))
+    assert (x.mean(0) - 3).abs().max() < 0.3

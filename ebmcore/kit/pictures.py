@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from einops import rearrange
 from PIL import Image
 from torch import Tensor
 
@@ -31,15 +32,14 @@ def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int 
     if x.dim() == 3:
         x = x.unsqueeze(1)
     x = x.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    b, c, h, w = x.shape
+    b, c = x.shape[:2]
     columns = max(1, min(columns, b))
     rows = math.ceil(b / columns)
-    canvas = torch.full((c, rows * (h + 1) + 1, columns * (w + 1) + 1), 255, dtype=torch.uint8)
-    for i in range(b):
-        r, k = divmod(i, columns)
-        top, left = 1 + r * (h + 1), 1 + k * (w + 1)
-        canvas[:, top:top + h, left:left + w] = x[i]
-    array = np.ascontiguousarray(canvas.permute(1, 2, 0).numpy())
+    # each image with a white border on its top and left, white tiles after the last image
+    tiles = torch.nn.functional.pad(x, (1, 0, 1, 0), value=255)
+    tiles = torch.cat([tiles, torch.full((rows * columns - b, *tiles.shape[1:]), 255, dtype=torch.uint8)])
+    canvas = rearrange(tiles, "(r k) c h w -> (r h) (k w) c", k=columns)
+    array = np.ascontiguousarray(torch.nn.functional.pad(canvas, (0, 0, 0, 1, 0, 1), value=255).numpy())
     img = Image.fromarray(array[..., 0] if c == 1 else array)  # uint8: "L" or "RGB"
     img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(Path(path))
 

@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         host = PluginHost(args.plugins)
         for failure in host.failures:
             print(f"warning: {failure}", file=sys.stderr)
+        for idle in host.idle:
+            print(f"warning: plugin '{idle.name}' from '{idle.distribution}' provides nothing: no component "
+                  "(ebm_components) and no observer hook (is @ebmcore.hookimpl missing?)", file=sys.stderr)
         for kind, name in host.registry.conflicts:
             print(f"warning: {host.registry.conflict_message(kind, name)}", file=sys.stderr)
         return _COMMANDS[args.command](args, host)
@@ -118,7 +121,7 @@ def _list(args: argparse.Namespace, host: PluginHost) -> int:
     for row in rows:
         print(f"{row['kind']:<9} {row['name']:<18} [{row['distribution']}] {row['doc']}")
         for f in row["fields"]:
-            print(f"{'':<11}{f['name']}: {f['type']} = {f['default']}")
+            print(f"{'':<11}{f['name']}: {f['type']} = {f['default']}" + (f"  # {f['doc']}" if f["doc"] else ""))
     return 0
 
 

@@ -17,11 +17,13 @@ run directory, and its checkpoints hold every rank's own state.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import json
 import math
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from ebmcore.errors import EbmError, Interrupted
 from ebmcore.interfaces import Objective, Task
 from ebmcore.plugins import PluginHost, default_host
 from ebmcore.registry import KINDS
-from ebmcore.sampling import sampling_precision
+from ebmcore.sampling import nonfinite_chains, sampling_precision
 from ebmcore.train import recipe as recipe_mod
 from ebmcore.train.checkpoint import refuse_pickle
 from ebmcore.train.devices import check_precision, resolve_device
@@ -158,7 +160,7 @@ class Run:
         bar = tqdm(total=c.steps, initial=self.step, disable=None if progress is None else not progress,
                    desc=self.out.name, unit="step", dynamic_ncols=True)
         record: dict[str, float] = {}
-        with bar, deferred_signals() as received, sampling_precision(c.sampling_precision):
+        with bar, deferred_signals() as received, self.chains():
             while self.step < c.steps:
                 try:
                     record = self.train_step(t0, bar, received) or record
@@ -174,6 +176,13 @@ class Run:
             self.log.amend_last(record)
         self._notify("ebm_run_end", run=self, record=record)
         return record
+
+    @contextlib.contextmanager
+    def chains(self) -> Iterator[None]:
+        """How chains run while training: in the run's sampling precision, and non-finite
+        chains left to the divergence guard (which finds them without a host sync)."""
+        with sampling_precision(self.recipe.run.sampling_precision), nonfinite_chains("ignore"):
+            yield
 
     def train_step(self, t0: float, bar: Any, received: list[int]) -> dict[str, float] | None:
         """One optimisation step and what is due after it; the record if one was written."""

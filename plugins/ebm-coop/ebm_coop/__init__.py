@@ -4,29 +4,30 @@ seed 002), and their label- and completion-conditional forms."""
 
 from ebm_coop.generators import (
     DecoderGenerator,
+    DeconvGenerator,
     DeconvGeneratorConfig,
+    MLPGenerator,
     MLPGeneratorConfig,
+    UNetGenerator,
     UNetGeneratorConfig,
-    deconv_generator,
-    mlp_generator,
-    unet_generator,
 )
 from ebm_coop.objectives import CoopConfig, Cooperative, CooperativeVAE, CoopVAEConfig
-from ebm_coop.tasks import RevisionConfig, build_revision
+from ebm_coop.tasks import Revision, RevisionConfig
 from ebmcore import Component, hookimpl
 
-__all__ = ["CoopConfig", "CoopVAEConfig", "Cooperative", "CooperativeVAE", "DecoderGenerator"]
+__all__ = ["CoopConfig", "CoopVAEConfig", "Cooperative", "CooperativeVAE", "DecoderGenerator", "DeconvGenerator",
+           "MLPGenerator", "Revision", "UNetGenerator"]
 
 
 @hookimpl
 def ebm_components():
     return [
-        Component("generator", "mlp", MLPGeneratorConfig, mlp_generator),
-        Component("generator", "deconv", DeconvGeneratorConfig, deconv_generator),
-        Component("generator", "unet", UNetGeneratorConfig, unet_generator),
+        Component("generator", "mlp", MLPGeneratorConfig, MLPGenerator.from_config),
+        Component("generator", "deconv", DeconvGeneratorConfig, DeconvGenerator.from_config),
+        Component("generator", "unet", UNetGeneratorConfig, UNetGenerator.from_config),
         Component("objective", "coop", CoopConfig, Cooperative.from_config,
                   requires=("energy", "sampler", "generator")),
         Component("objective", "coop_vae", CoopVAEConfig, CooperativeVAE.from_config,
                   requires=("energy", "sampler", "generator")),
-        Component("task", "revision", RevisionConfig, build_revision),
+        Component("task", "revision", RevisionConfig, Revision.from_config),
     ]

@@ -63,7 +63,7 @@ class DecoderGenerator(LatentGenerator):
 
 
 def _label_classes(condition: str, ctx, who: str) -> int | None:
-    if condition != Condition.LABEL.value:
+    if condition != "label":
         return None
     if not ctx.num_classes:
         raise ValueError(f"{who} with condition = 'label' needs data with classes (num_classes)")
@@ -82,12 +82,14 @@ class MLPGeneratorConfig:
     condition: Literal["none", "label"] = _label_condition()
 
 
-def mlp_generator(c: MLPGeneratorConfig, ctx) -> DecoderGenerator:
-    who = "generator 'mlp'"
-    shape, k = ctx.need_event_shape(who), _label_classes(c.condition, ctx, who)
-    encoder = MLPEncoder(c.latent_dim, shape, c.hidden, c.layers, k) if c.encoder else None
-    return DecoderGenerator(MLPDecoder(c.latent_dim, shape, c.hidden, c.layers, k), c.latent_dim, c.sigma,
-                           encoder, Condition(c.condition), ctx.device)
+class MLPGenerator(DecoderGenerator):
+    @classmethod
+    def from_config(cls, c: MLPGeneratorConfig, ctx) -> "MLPGenerator":
+        who = "generator 'mlp'"
+        shape, k = ctx.need_event_shape(who), _label_classes(c.condition, ctx, who)
+        encoder = MLPEncoder(c.latent_dim, shape, c.hidden, c.layers, k) if c.encoder else None
+        return cls(MLPDecoder(c.latent_dim, shape, c.hidden, c.layers, k), c.latent_dim, c.sigma, encoder,
+                   Condition(c.condition), ctx.device)
 
 
 @attrs.frozen
@@ -101,12 +103,14 @@ class DeconvGeneratorConfig:
     condition: Literal["none", "label"] = _label_condition()
 
 
-def deconv_generator(c: DeconvGeneratorConfig, ctx) -> DecoderGenerator:
-    who = "generator 'deconv'"
-    shape, k = ctx.need_event_shape(who), _label_classes(c.condition, ctx, who)
-    encoder = ConvEncoder(c.latent_dim, shape, c.channels, k) if c.encoder else None
-    return DecoderGenerator(DeconvDecoder(c.latent_dim, shape, c.channels, k), c.latent_dim, c.sigma,
-                           encoder, Condition(c.condition), ctx.device)
+class DeconvGenerator(DecoderGenerator):
+    @classmethod
+    def from_config(cls, c: DeconvGeneratorConfig, ctx) -> "DeconvGenerator":
+        who = "generator 'deconv'"
+        shape, k = ctx.need_event_shape(who), _label_classes(c.condition, ctx, who)
+        encoder = ConvEncoder(c.latent_dim, shape, c.channels, k) if c.encoder else None
+        return cls(DeconvDecoder(c.latent_dim, shape, c.channels, k), c.latent_dim, c.sigma, encoder,
+                   Condition(c.condition), ctx.device)
 
 
 @attrs.frozen
@@ -119,8 +123,10 @@ class UNetGeneratorConfig:
     encoder: bool = _encoder()
 
 
-def unet_generator(c: UNetGeneratorConfig, ctx) -> DecoderGenerator:
-    shape = ctx.need_event_shape("generator 'unet'")
-    encoder = ConvEncoder(c.latent_dim, shape, c.channels, cond_channels=shape[0] + 1) if c.encoder else None
-    return DecoderGenerator(UNetDecoder(c.latent_dim, shape, c.channels), c.latent_dim, c.sigma,
-                           encoder, Condition.COMPLETION, ctx.device)
+class UNetGenerator(DecoderGenerator):
+    @classmethod
+    def from_config(cls, c: UNetGeneratorConfig, ctx) -> "UNetGenerator":
+        shape = ctx.need_event_shape("generator 'unet'")
+        encoder = ConvEncoder(c.latent_dim, shape, c.channels, cond_channels=shape[0] + 1) if c.encoder else None
+        return cls(UNetDecoder(c.latent_dim, shape, c.channels), c.latent_dim, c.sigma, encoder,
+                   Condition.COMPLETION, ctx.device)

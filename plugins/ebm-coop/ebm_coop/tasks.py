@@ -46,6 +46,10 @@ class Revision(Task):
     def __init__(self, c: RevisionConfig):
         self.c = c
 
+    @classmethod
+    def from_config(cls, c: RevisionConfig, ctx) -> "Revision":
+        return cls(c)
+
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
         if not isinstance(objective, Cooperative):
             raise EbmError("task 'revision' needs a cooperative objective ('coop' or 'coop_vae')")
@@ -65,7 +69,3 @@ class Revision(Task):
                 parts.append((caption, p))
             side_by_side(parts, out / "revision.png")
         return metrics
-
-
-def build_revision(c: RevisionConfig, ctx) -> Revision:
-    return Revision(c)

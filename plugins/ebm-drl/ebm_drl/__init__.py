@@ -2,7 +2,7 @@
 energies, and the objective that learns them by recovery and samples by progressive denoising."""
 
 from ebm_drl.energies import LevelCNN, LevelCNNConfig, LevelMLP, LevelMLPConfig
-from ebm_drl.objective import DiffusionRecoveryLikelihood, DRLConfig
+from ebm_drl.objectives import DiffusionRecoveryLikelihood, DRLConfig
 from ebm_drl.schedule import Levels
 from ebmcore import Component, hookimpl
 

@@ -1,7 +1,7 @@
 """Hamiltonian Monte Carlo for ebm, with dual-averaging step-size adaptation."""
 
 from ebm_hmc.adaptation import DualAveragingState, dual_averaging_init, dual_averaging_update
-from ebm_hmc.hmc import HMC, HMCConfig, HMCInfo, HMCState, hmc_kernel
+from ebm_hmc.samplers import HMC, HMCConfig, HMCInfo, HMCState, hmc_kernel
 from ebmcore import Component, hookimpl
 
 __all__ = ["HMC", "DualAveragingState", "HMCConfig", "HMCInfo", "HMCState", "dual_averaging_init",

@@ -35,7 +35,7 @@ def test_dual_averaging_reaches_the_target_acceptance_on_a_10d_gaussian(step_siz
     energy, cov = _gaussian_10d()
     s = HMC(step_size=step_size, n_leapfrog=5, n_steps=250, adapt_steps=100)
     rng = torch.Generator().manual_seed(0)
-    state = s.init(torch.randn(500, 10, generator=rng), energy)
+    state = s.init(torch.randn(500, 10, generator=rng), energy, rng=rng)
     acc, eps = [], []
     for _ in range(s.n_steps):
         state, info = s.step(state, energy, rng=rng)
@@ -56,7 +56,7 @@ def test_one_gradient_per_leapfrog_step(adapt_steps):
     energy = CountingEnergy()
     s = HMC(step_size=0.3, n_leapfrog=7, n_steps=4, adapt_steps=adapt_steps)
     rng = torch.Generator().manual_seed(0)
-    state = s.init(torch.randn(64, 3, generator=rng), energy)
+    state = s.init(torch.randn(64, 3, generator=rng), energy, rng=rng)
     assert energy.calls == 1
     for k in range(1, 5):
         state, info = s.step(state, energy, rng=rng)

@@ -5,51 +5,52 @@ it belongs per batch to the objective (``ebm-mle``'s ``data_noise``), so each st
 noise and the data set stays fixed.
 """
 
-from ebm_image.common import ImageData, image_grid_png
-from ebm_image.digits import DigitsConfig, digits_data
+from ebm_image.common import ImageData
+from ebm_image.digits import DigitsConfig, DigitsData
 from ebm_image.energies import (
+    GenConvNet,
     GenConvNetConfig,
+    ImageEnergy,
     ResNetConfig,
+    ResNetEnergy,
+    SwishCNN,
     SwishCNNConfig,
-    genconvnet,
-    resnet,
-    swish_cnn,
 )
-from ebm_image.folder import ImageFolderConfig, image_folder_data
+from ebm_image.folder import FolderData, ImageFolderConfig
 from ebm_image.frame import FrameConfig, FrameEnergy
-from ebm_image.idx import IdxConfig, idx_data, read_idx, read_idx_images
+from ebm_image.idx import IdxConfig, IdxData, read_idx, read_idx_images
 from ebm_image.tasks import (
+    OOD,
+    ClassAccuracy,
     ClassAccuracyConfig,
+    Denoise,
     DenoiseConfig,
+    Inpaint,
     InpaintConfig,
     OODConfig,
-    build_class_accuracy,
-    build_denoise,
-    build_inpaint,
-    build_ood,
 )
-from ebm_image.texture import TextureConfig, texture_data
+from ebm_image.texture import TextureConfig, TextureData
 from ebmcore import Component, hookimpl
 
-__all__ = ["ClassAccuracyConfig", "DenoiseConfig", "DigitsConfig", "FrameConfig", "FrameEnergy", "GenConvNetConfig", "IdxConfig",
-           "ImageData", "ImageFolderConfig", "InpaintConfig", "OODConfig", "ResNetConfig", "SwishCNNConfig",
-           "TextureConfig", "digits_data", "genconvnet", "idx_data", "image_folder_data", "image_grid_png",
-           "read_idx", "read_idx_images", "resnet", "swish_cnn", "texture_data"]
+__all__ = ["OOD", "ClassAccuracy", "ClassAccuracyConfig", "Denoise", "DenoiseConfig", "DigitsConfig", "DigitsData",
+           "FolderData", "FrameConfig", "FrameEnergy", "GenConvNet", "GenConvNetConfig", "IdxConfig", "IdxData",
+           "ImageData", "ImageEnergy", "ImageFolderConfig", "Inpaint", "InpaintConfig", "OODConfig", "ResNetConfig",
+           "ResNetEnergy", "SwishCNN", "SwishCNNConfig", "TextureConfig", "TextureData", "read_idx", "read_idx_images"]
 
 
 @hookimpl
 def ebm_components():
     return [
-        Component("data", "digits", DigitsConfig, digits_data),
-        Component("data", "idx", IdxConfig, idx_data),
-        Component("data", "image_folder", ImageFolderConfig, image_folder_data),
-        Component("data", "texture", TextureConfig, texture_data),
-        Component("energy", "swish_cnn", SwishCNNConfig, swish_cnn),
-        Component("energy", "genconvnet", GenConvNetConfig, genconvnet),
-        Component("energy", "resnet", ResNetConfig, resnet),
+        Component("data", "digits", DigitsConfig, DigitsData.from_config),
+        Component("data", "idx", IdxConfig, IdxData.from_config),
+        Component("data", "image_folder", ImageFolderConfig, FolderData.from_config),
+        Component("data", "texture", TextureConfig, TextureData.from_config),
+        Component("energy", "swish_cnn", SwishCNNConfig, SwishCNN.from_config),
+        Component("energy", "genconvnet", GenConvNetConfig, GenConvNet.from_config),
+        Component("energy", "resnet", ResNetConfig, ResNetEnergy.from_config),
         Component("energy", "frame", FrameConfig, FrameEnergy.from_config),
-        Component("task", "inpaint", InpaintConfig, build_inpaint, requires=("sampler",)),
-        Component("task", "denoise", DenoiseConfig, build_denoise, requires=("sampler",)),
-        Component("task", "ood", OODConfig, build_ood),
-        Component("task", "class_accuracy", ClassAccuracyConfig, build_class_accuracy),
+        Component("task", "inpaint", InpaintConfig, Inpaint.from_config, requires=("sampler",)),
+        Component("task", "denoise", DenoiseConfig, Denoise.from_config, requires=("sampler",)),
+        Component("task", "ood", OODConfig, OOD.from_config),
+        Component("task", "class_accuracy", ClassAccuracyConfig, ClassAccuracy.from_config),
     ]

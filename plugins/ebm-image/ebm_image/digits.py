@@ -31,15 +31,15 @@ def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
 class DigitsData(ImageData):
     """scikit-learn's digits (tasks that compare with digits know not to compare them with themselves)."""
 
-
-def digits_data(c: DigitsConfig, ctx=None) -> DigitsData:
-    x, y = load_digits_tensor()
-    x = resize(x, c.size)
-    if c.heldout >= len(x):
-        raise EbmError(f"data.digits: heldout = {c.heldout} leaves no training images (of {len(x)})")
-    # the split is fixed (seed 0), not the run's seed: metrics stay comparable across runs
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    test, train = order[:c.heldout], order[c.heldout:]
-    heldout = Batch(x[test], y[test]) if c.heldout else None
-    return DigitsData(x[train], y[train], batch_size=c.batch_size, conditional=c.conditional,
-                     flip=c.flip, num_classes=10, name="digits", heldout=heldout)
+    @classmethod
+    def from_config(cls, c: DigitsConfig, ctx=None) -> "DigitsData":
+        x, y = load_digits_tensor()
+        x = resize(x, c.size)
+        if c.heldout >= len(x):
+            raise EbmError(f"data.digits: heldout = {c.heldout} leaves no training images (of {len(x)})")
+        # the split is fixed (seed 0), not the run's seed: metrics stay comparable across runs
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        test, train = order[:c.heldout], order[c.heldout:]
+        heldout = Batch(x[test], y[test]) if c.heldout else None
+        return cls(x[train], y[train], batch_size=c.batch_size, conditional=c.conditional,
+                   flip=c.flip, num_classes=10, name="digits", heldout=heldout)

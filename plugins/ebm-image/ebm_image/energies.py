@@ -107,18 +107,22 @@ class SwishCNNConfig:
     condition: ConditionName = _condition()
 
 
-def swish_cnn(c: SwishCNNConfig, ctx) -> ImageEnergy:
-    condition = Condition(c.condition)
-    shape, outputs = _io(_image_shape(ctx, "energy 'swish_cnn'"), condition, ctx, "energy 'swish_cnn'")
-    h1, h2, h3 = c.hidden // 2 or 1, c.hidden, c.hidden * 2
-    features = nn.Sequential(
-        # padding 4 turns 28×28 into an effective 32×32, as in the tutorial
-        nn.Conv2d(shape[0], h1, 5, stride=2, padding=4), nn.SiLU(),
-        nn.Conv2d(h1, h2, 3, stride=2, padding=1), nn.SiLU(),
-        nn.Conv2d(h2, h3, 3, stride=2, padding=1), nn.SiLU(),
-        nn.Conv2d(h3, h3, 3, stride=2, padding=1), nn.SiLU())
-    head = nn.Sequential(nn.Linear(_flat_size(features, shape), h3), nn.SiLU(), nn.Linear(h3, outputs))
-    return ImageEnergy(features, head, c.reference_std, condition)
+class SwishCNN(ImageEnergy):
+    """The UvA tutorial's CNN (seed 004)."""
+
+    @classmethod
+    def from_config(cls, c: SwishCNNConfig, ctx) -> "SwishCNN":
+        condition = Condition(c.condition)
+        shape, outputs = _io(_image_shape(ctx, "energy 'swish_cnn'"), condition, ctx, "energy 'swish_cnn'")
+        h1, h2, h3 = c.hidden // 2 or 1, c.hidden, c.hidden * 2
+        features = nn.Sequential(
+            # padding 4 turns 28×28 into an effective 32×32, as in the tutorial
+            nn.Conv2d(shape[0], h1, 5, stride=2, padding=4), nn.SiLU(),
+            nn.Conv2d(h1, h2, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(h2, h3, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(h3, h3, 3, stride=2, padding=1), nn.SiLU())
+        head = nn.Sequential(nn.Linear(_flat_size(features, shape), h3), nn.SiLU(), nn.Linear(h3, outputs))
+        return cls(features, head, c.reference_std, condition)
 
 
 # --- Generative ConvNet (Xie et al. 2016) ---------------------------------------------------
@@ -143,17 +147,21 @@ class GenConvNetConfig:
     condition: ConditionName = _condition()
 
 
-def genconvnet(c: GenConvNetConfig, ctx) -> ImageEnergy:
-    condition = Condition(c.condition)
-    shape, outputs = _io(_image_shape(ctx, "energy 'genconvnet'"), condition, ctx, "energy 'genconvnet'")
-    layers: list[nn.Module] = []
-    prev = shape[0]
-    for i, ch in enumerate(c.channels):
-        k = c.kernel if i == 0 else 3
-        layers += [nn.Conv2d(prev, ch, k, stride=2, padding=k // 2), _ACTIVATIONS[c.activation]()]
-        prev = ch
-    features = nn.Sequential(*layers)
-    return ImageEnergy(features, nn.Linear(_flat_size(features, shape), outputs), c.reference_std, condition)
+class GenConvNet(ImageEnergy):
+    """The Generative ConvNet (Xie et al. 2016)."""
+
+    @classmethod
+    def from_config(cls, c: GenConvNetConfig, ctx) -> "GenConvNet":
+        condition = Condition(c.condition)
+        shape, outputs = _io(_image_shape(ctx, "energy 'genconvnet'"), condition, ctx, "energy 'genconvnet'")
+        layers: list[nn.Module] = []
+        prev = shape[0]
+        for i, ch in enumerate(c.channels):
+            k = c.kernel if i == 0 else 3
+            layers += [nn.Conv2d(prev, ch, k, stride=2, padding=k // 2), _ACTIVATIONS[c.activation]()]
+            prev = ch
+        features = nn.Sequential(*layers)
+        return cls(features, nn.Linear(_flat_size(features, shape), outputs), c.reference_std, condition)
 
 
 # --- ResNet (IGEBM style) -------------------------------------------------------------------
@@ -190,16 +198,20 @@ class ResNetConfig:
     condition: ConditionName = _condition()
 
 
-def resnet(c: ResNetConfig, ctx) -> ImageEnergy:
-    condition = Condition(c.condition)
-    shape, outputs = _io(_image_shape(ctx, "energy 'resnet'"), condition, ctx, "energy 'resnet'")
-    sn = c.spectral_norm
-    layers: list[nn.Module] = [_maybe_sn(nn.Conv2d(shape[0], c.width, 3, padding=1), sn)]
-    ch = c.width
-    for i in range(c.blocks):
-        last = i == c.blocks - 1
-        out = ch if last else ch * 2
-        layers.append(ResBlock(ch, out, downsample=not last, sn=sn))
-        ch = out
-    layers.append(SumPool())
-    return ImageEnergy(nn.Sequential(*layers), _maybe_sn(nn.Linear(ch, outputs), sn), c.reference_std, condition)
+class ResNetEnergy(ImageEnergy):
+    """A small residual energy in the style of IGEBM."""
+
+    @classmethod
+    def from_config(cls, c: ResNetConfig, ctx) -> "ResNetEnergy":
+        condition = Condition(c.condition)
+        shape, outputs = _io(_image_shape(ctx, "energy 'resnet'"), condition, ctx, "energy 'resnet'")
+        sn = c.spectral_norm
+        layers: list[nn.Module] = [_maybe_sn(nn.Conv2d(shape[0], c.width, 3, padding=1), sn)]
+        ch = c.width
+        for i in range(c.blocks):
+            last = i == c.blocks - 1
+            out = ch if last else ch * 2
+            layers.append(ResBlock(ch, out, downsample=not last, sn=sn))
+            ch = out
+        layers.append(SumPool())
+        return cls(nn.Sequential(*layers), _maybe_sn(nn.Linear(ch, outputs), sn), c.reference_std, condition)

@@ -44,24 +44,28 @@ def load_image(path: Path, size: int, channels: int) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def image_folder_data(c: ImageFolderConfig, ctx=None) -> ImageData:
-    root = Path(c.root)
-    if not root.is_dir():
-        raise EbmError(f"{root}: image folder not found")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files: list[Path] = _images_in(root)
-    labels: list[int] = []
-    if classes:
-        if files:
-            raise EbmError(f"{root}: has both images and class subfolders; use one or the other")
-        for k, name in enumerate(classes):
-            found = _images_in(root / name)
-            files += found
-            labels += [k] * len(found)
-    if not files:
-        raise EbmError(f"{root}: no images found (extensions: {', '.join(EXTENSIONS)})")
-    x = np.stack([load_image(p, c.size, c.channels) for p in files])
-    y = torch.tensor(labels, dtype=torch.long) if classes else None
-    return ImageData(to_unit_range(torch.from_numpy(x), 255.0), y, batch_size=c.batch_size,
-                     conditional=c.conditional, flip=c.flip,
-                     num_classes=len(classes) if classes else None, name=str(root))
+class FolderData(ImageData):
+    """Images from a folder (of class subfolders)."""
+
+    @classmethod
+    def from_config(cls, c: ImageFolderConfig, ctx=None) -> "FolderData":
+        root = Path(c.root)
+        if not root.is_dir():
+            raise EbmError(f"{root}: image folder not found")
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        files: list[Path] = _images_in(root)
+        labels: list[int] = []
+        if classes:
+            if files:
+                raise EbmError(f"{root}: has both images and class subfolders; use one or the other")
+            for k, name in enumerate(classes):
+                found = _images_in(root / name)
+                files += found
+                labels += [k] * len(found)
+        if not files:
+            raise EbmError(f"{root}: no images found (extensions: {', '.join(EXTENSIONS)})")
+        x = np.stack([load_image(p, c.size, c.channels) for p in files])
+        y = torch.tensor(labels, dtype=torch.long) if classes else None
+        return cls(to_unit_range(torch.from_numpy(x), 255.0), y, batch_size=c.batch_size,
+                   conditional=c.conditional, flip=c.flip,
+                   num_classes=len(classes) if classes else None, name=str(root))

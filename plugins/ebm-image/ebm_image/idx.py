@@ -138,16 +138,20 @@ def read_idx_images(images_path: Path, labels_path: Path | None,
     return resize(x, size), y
 
 
-def idx_data(c: IdxConfig, ctx=None) -> ImageData:
-    train, test = _paths(c)
-    x, y = read_idx_images(*train, c.size, c.limit)
-    heldout = None if test is None else Batch(*read_idx_images(*test, c.size))
-    num_classes = None if y is None else int(y.max()) + 1
-    if c.exclude_classes:
-        x, y = _without_classes(x, y, c.exclude_classes, num_classes, str(train[0]))
-    return ImageData(x, y, batch_size=c.batch_size, conditional=c.conditional, flip=c.flip,
-                     num_classes=num_classes, name=str(train[0]), heldout=heldout,
-                     excluded_classes=c.exclude_classes)
+class IdxData(ImageData):
+    """Images (and labels) read from IDX files."""
+
+    @classmethod
+    def from_config(cls, c: IdxConfig, ctx=None) -> "IdxData":
+        train, test = _paths(c)
+        x, y = read_idx_images(*train, c.size, c.limit)
+        heldout = None if test is None else Batch(*read_idx_images(*test, c.size))
+        num_classes = None if y is None else int(y.max()) + 1
+        if c.exclude_classes:
+            x, y = _without_classes(x, y, c.exclude_classes, num_classes, str(train[0]))
+        return cls(x, y, batch_size=c.batch_size, conditional=c.conditional, flip=c.flip,
+                   num_classes=num_classes, name=str(train[0]), heldout=heldout,
+                   excluded_classes=c.exclude_classes)
 
 
 def _without_classes(x, y, exclude: tuple[int, ...], num_classes: int | None, name: str):

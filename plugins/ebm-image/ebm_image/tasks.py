@@ -120,6 +120,15 @@ class Inpaint(Task):
     def __init__(self, c: InpaintConfig, energy, sampler, device):
         self.c, self.energy, self.sampler, self.device = c, energy, sampler, torch.device(device)
 
+    @classmethod
+    def from_config(cls, c: InpaintConfig, ctx) -> "Inpaint":
+        who = "task 'inpaint'"
+        _, h, w = _image_shape(ctx, who)
+        limit = h if c.region == "bottom" else min(h, w)
+        if c.hole >= limit:
+            raise EbmError(f"{who}: hole = {c.hole} leaves nothing observed in {h}×{w} images")
+        return cls(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
+
     def complete(self, x: Tensor, missing: Tensor, *, rng: torch.Generator,
                  mean_image: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(start, completed): the images with the hole filled (noise, or ``mean_image`` for
@@ -185,15 +194,6 @@ class Inpaint(Task):
         }
 
 
-def build_inpaint(c: InpaintConfig, ctx) -> Inpaint:
-    who = "task 'inpaint'"
-    _, h, w = _image_shape(ctx, who)
-    limit = h if c.region == "bottom" else min(h, w)
-    if c.hole >= limit:
-        raise EbmError(f"{who}: hole = {c.hole} leaves nothing observed in {h}×{w} images")
-    return Inpaint(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
-
-
 # -- denoise ---------------------------------------------------------------------------------
 
 @attrs.frozen
@@ -214,6 +214,12 @@ class Denoise(Task):
     def __init__(self, c: DenoiseConfig, energy, sampler, device):
         self.c, self.energy, self.sampler, self.device = c, energy, sampler, torch.device(device)
 
+    @classmethod
+    def from_config(cls, c: DenoiseConfig, ctx) -> "Denoise":
+        who = "task 'denoise'"
+        _image_shape(ctx, who)
+        return cls(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
+
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
         x = _heldout(data, "task 'denoise'", self.c.n)
         noisy = x + self.c.sigma * torch.randn(x.shape, generator=rng, device=rng.device).cpu()
@@ -230,12 +236,6 @@ class Denoise(Task):
             "mse": _mse(denoised, x).mean().item(),
             "mse_blur": _mse(blurred.clamp(-1, 1), x).mean().item(),
         }
-
-
-def build_denoise(c: DenoiseConfig, ctx) -> Denoise:
-    who = "task 'denoise'"
-    _image_shape(ctx, who)
-    return Denoise(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
 
 
 # -- ood ---------------------------------------------------------------------------------------
@@ -271,6 +271,17 @@ class OOD(Task):
 
     def __init__(self, c: OODConfig, energy, device, sets: tuple[str, ...]):
         self.c, self.energy, self.device, self.sets = c, energy, torch.device(device), sets
+
+    @classmethod
+    def from_config(cls, c: OODConfig, ctx) -> "OOD":
+        who = "task 'ood'"
+        channels, _, _ = _image_shape(ctx, who)
+        if c.sets is not None:
+            sets = c.sets
+        else:
+            is_digits = isinstance(ctx.built.get("data"), DigitsData)
+            sets = tuple(s for s in OOD_SETS if s != "train" and not (s == "digits" and (channels != 1 or is_digits)))
+        return cls(c, ctx.require("energy", who), ctx.device, sets)
 
     def make_set(self, name: str, x: Tensor, data, rng: torch.Generator) -> Tensor:
         n, (c, h, w) = len(x), x.shape[1:]
@@ -308,17 +319,6 @@ class OOD(Task):
         return metrics
 
 
-def build_ood(c: OODConfig, ctx) -> OOD:
-    who = "task 'ood'"
-    channels, _, _ = _image_shape(ctx, who)
-    if c.sets is not None:
-        sets = c.sets
-    else:
-        is_digits = isinstance(ctx.built.get("data"), DigitsData)
-        sets = tuple(s for s in OOD_SETS if s != "train" and not (s == "digits" and (channels != 1 or is_digits)))
-    return OOD(c, ctx.require("energy", who), ctx.device, sets)
-
-
 # -- class accuracy -----------------------------------------------------------------------
 
 @attrs.frozen
@@ -337,6 +337,14 @@ class ClassAccuracy(Task):
     def __init__(self, c: ClassAccuracyConfig, device):
         self.c, self.device = c, torch.device(device)
 
+    @classmethod
+    def from_config(cls, c: ClassAccuracyConfig, ctx) -> "ClassAccuracy":
+        who = "task 'class_accuracy'"
+        data = ctx.require("data", who)
+        if not isinstance(data, ImageData) or not data.conditional:
+            raise EbmError(f"{who} needs labelled image data with conditional = true (a label-conditional model)")
+        return cls(c, ctx.device)
+
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
         k = data.num_classes
         labels = torch.arange(self.c.n) % k
@@ -352,14 +360,6 @@ class ClassAccuracy(Task):
                 **{f"accuracy/class{y}": a for y, a in enumerate(per_class)}}
 
 
-def build_class_accuracy(c: ClassAccuracyConfig, ctx) -> ClassAccuracy:
-    who = "task 'class_accuracy'"
-    data = ctx.require("data", who)
-    if not isinstance(data, ImageData) or not data.conditional:
-        raise EbmError(f"{who} needs labelled image data with conditional = true (a label-conditional model)")
-    return ClassAccuracy(c, ctx.device)
-
-
 __all__ = [
     "OOD",
     "OOD_SETS",
@@ -370,8 +370,4 @@ __all__ = [
     "Inpaint",
     "InpaintConfig",
     "OODConfig",
-    "build_class_accuracy",
-    "build_denoise",
-    "build_inpaint",
-    "build_ood",
 ]

@@ -142,6 +142,15 @@ class TextureData(ImageData):
         self.yardsticks = Yardsticks(self.distance, train=crops, seed=0,
                                      noise=lambda n, g: torch.rand((n, *shape), generator=g) * 2 - 1)
 
+    @classmethod
+    def from_config(cls, c: TextureConfig, ctx=None) -> "TextureData":
+        if c.size > c.scale:
+            raise EbmError(f"data.texture: size = {c.size} is larger than scale = {c.scale} "
+                           "(crops are cut from the scale × scale exemplar)")
+        exemplar = load_exemplar(c.name, c.path, c.scale, c.stretch)
+        return cls(exemplar, size=c.size, n_crops=c.n_crops, seed=c.seed, batch_size=c.batch_size,
+                   name=c.path or c.name)
+
     def distance(self, x: torch.Tensor) -> float:
         """The mean Gram distance of images ``x`` to the exemplar."""
         return float(gram_distance(x, self.exemplar).mean())
@@ -153,14 +162,4 @@ class TextureData(ImageData):
                 "texture/gram_vs_gaussian": gram / sticks["gaussian"]}
 
 
-def texture_data(c: TextureConfig, ctx=None) -> TextureData:
-    if c.size > c.scale:
-        raise EbmError(f"data.texture: size = {c.size} is larger than scale = {c.scale} "
-                       "(crops are cut from the scale × scale exemplar)")
-    exemplar = load_exemplar(c.name, c.path, c.scale, c.stretch)
-    return TextureData(exemplar, size=c.size, n_crops=c.n_crops, seed=c.seed, batch_size=c.batch_size,
-                       name=c.path or c.name)
-
-
-__all__ = ["TextureConfig", "TextureData", "gram_distance", "gram_statistics", "load_exemplar",
-           "random_crops", "texture_data"]
+__all__ = ["TextureConfig", "TextureData", "gram_distance", "gram_statistics", "load_exemplar", "random_crops"]

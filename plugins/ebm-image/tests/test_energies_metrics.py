@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from ebm_image import DigitsConfig, digits_data
+from ebm_image import DigitsConfig, DigitsData
 from ebm_image import classifier as clf
 from ebm_image.metrics import class_coverage, frechet_distance, gaussian_stats
 
@@ -98,7 +98,7 @@ def test_class_coverage_counts_classes_with_a_fifth_of_a_fair_share():
 # --- the cached classifier ------------------------------------------------------------------
 
 def test_digits_classifier_is_trained_once_cached_as_safetensors_and_reloaded(digits_cache, monkeypatch):
-    data = digits_data(DigitsConfig())
+    data = DigitsData.from_config(DigitsConfig())
     held = data.heldout()
     model, info = clf.load_or_train(data.x, data.labels, 10, name="digits", heldout=(held.x, held.cond))
     assert info["accuracy"] > 0.9
@@ -127,7 +127,7 @@ def test_a_tampered_classifier_cache_is_rebuilt_not_trusted(cache):
 
 
 def test_digits_metrics_put_held_out_digits_near_the_floor_and_noise_at_the_ceiling(digits_cache):
-    data = digits_data(DigitsConfig())
+    data = DigitsData.from_config(DigitsConfig())
     held = data.heldout().x
     real = data.evaluate(held)
     noise = data.evaluate(torch.rand(360, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1)

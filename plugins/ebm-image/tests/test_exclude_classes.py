@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 import torch
-from ebm_image import IdxConfig, idx_data
+from ebm_image import IdxConfig, IdxData
 
 from ebmcore import EbmError
 from ebmcore import config as cfg
@@ -30,19 +30,19 @@ def files(tmp_path):
 
 
 def test_excluded_classes_are_dropped_from_training_and_kept_held_out(files):
-    data = idx_data(IdxConfig(**files, exclude_classes=(1,), flip=True))
+    data = IdxData.from_config(IdxConfig(**files, exclude_classes=(1,), flip=True))
     assert data.labels.tolist() == [0, 2, 0, 2] * 2  # flipped copies follow their labels
     assert data.dataset().cond is None and data.num_classes == 3 and data.excluded_classes == (1,)
     assert data.heldout().cond.tolist() == [2, 0, 1, 1]
-    full = idx_data(IdxConfig(**files))
+    full = IdxData.from_config(IdxConfig(**files))
     assert torch.equal(data.x[:4], full.x[[0, 2, 4, 5]])
     assert data.evaluate(data.x) == {}  # FD against a split holding the excluded class would mislead
 
 
 def test_bad_exclusions_are_named(files):
     with pytest.raises(EbmError, match="no training image has label 7"):
-        idx_data(IdxConfig(**files, exclude_classes=(7,)))
+        IdxData.from_config(IdxConfig(**files, exclude_classes=(7,)))
     with pytest.raises(EbmError, match="leaves no training images"):
-        idx_data(IdxConfig(**files, exclude_classes=(0, 1, 2)))
+        IdxData.from_config(IdxConfig(**files, exclude_classes=(0, 1, 2)))
     _, problems = cfg.structure({**files, "exclude_classes": [1, 1]}, IdxConfig, "$.data")
     assert problems == [("$.data.exclude_classes", "must be distinct class labels ≥ 0, got [1, 1]")]

@@ -5,26 +5,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ebm_image import (
-    DigitsConfig,
-    IdxConfig,
-    ImageFolderConfig,
-    digits_data,
-    idx_data,
-    image_folder_data,
-    image_grid_png,
-    read_idx,
-)
+from ebm_image import DigitsConfig, DigitsData, FolderData, IdxConfig, IdxData, ImageFolderConfig, read_idx
 from ebm_image.idx import FASHION_ROOT
 from PIL import Image
 
 import ebmcore
 from ebmcore import EbmError
+from ebmcore.kit.pictures import image_grid_png
 
 # --- digits ---------------------------------------------------------------------------------
 
 def test_digits_are_1797_grey_8x8_images_in_minus_one_to_one_without_cond_by_default():
-    data = digits_data(DigitsConfig(heldout=0))
+    data = DigitsData.from_config(DigitsConfig(heldout=0))
     batch = data.dataset()
     assert batch.x.shape == (1797, 1, 8, 8) and data.event_shape == (1, 8, 8)
     assert batch.x.dtype == torch.float32
@@ -33,28 +25,28 @@ def test_digits_are_1797_grey_8x8_images_in_minus_one_to_one_without_cond_by_def
 
 
 def test_conditional_digits_give_the_ten_labels_as_cond():
-    batch = digits_data(DigitsConfig(conditional=True, heldout=0)).dataset()
+    batch = DigitsData.from_config(DigitsConfig(conditional=True, heldout=0)).dataset()
     assert batch.cond.shape == (1797,) and batch.cond.dtype == torch.long
     assert set(batch.cond.tolist()) == set(range(10))
 
 
 def test_digits_resize_to_16_keeps_range_and_the_mean_image():
-    small = digits_data(DigitsConfig()).dataset().x
-    big = digits_data(DigitsConfig(size=16)).dataset().x
+    small = DigitsData.from_config(DigitsConfig()).dataset().x
+    big = DigitsData.from_config(DigitsConfig(size=16)).dataset().x
     assert big.shape == (1437, 1, 16, 16)
     assert big.min() >= -1 and big.max() <= 1
     assert abs(big.mean().item() - small.mean().item()) < 0.05
 
 
 def test_flip_appends_mirrored_copies_with_their_labels():
-    data = digits_data(DigitsConfig(flip=True, conditional=True, heldout=0))
+    data = DigitsData.from_config(DigitsConfig(flip=True, conditional=True, heldout=0))
     x, y = data.dataset()
     assert x.shape[0] == 2 * 1797
     assert torch.equal(x[1797:], x[:1797].flip(-1)) and torch.equal(y[1797:], y[:1797])
 
 
 def test_digits_hold_out_a_fixed_split_disjoint_from_training():
-    a, b = digits_data(DigitsConfig()), digits_data(DigitsConfig())
+    a, b = DigitsData.from_config(DigitsConfig()), DigitsData.from_config(DigitsConfig())
     train, test = a.dataset().x, a.heldout().x
     assert train.shape[0] == 1437 and test.shape[0] == 360
     assert torch.equal(test, b.heldout().x)  # the same split every time
@@ -66,7 +58,7 @@ def test_digits_hold_out_a_fixed_split_disjoint_from_training():
 
 def test_too_large_a_digits_holdout_is_an_error():
     with pytest.raises(EbmError, match="heldout"):
-        digits_data(DigitsConfig(heldout=1797))
+        DigitsData.from_config(DigitsConfig(heldout=1797))
 
 
 # --- IDX ------------------------------------------------------------------------------------
@@ -105,13 +97,13 @@ def test_read_idx_round_trips_plain_and_gzip_files(idx_files, tmp_path):
 
 def test_idx_data_scales_to_minus_one_to_one_and_gives_labels_as_cond(idx_files):
     images, labels, plain, packed, lab = idx_files
-    data = idx_data(IdxConfig(images=str(packed), labels=str(lab), conditional=True))
+    data = IdxData.from_config(IdxConfig(images=str(packed), labels=str(lab), conditional=True))
     x, y = data.dataset()
     assert x.shape == (5, 1, 4, 4) and data.num_classes == 3
     assert (x[0] == -1).all() and (x[1] == 1).all()
     assert torch.allclose(x, torch.from_numpy(images).float().unsqueeze(1) / 127.5 - 1)
     assert y.tolist() == labels.tolist()
-    resized = idx_data(IdxConfig(images=str(plain), size=8, limit=3)).dataset()
+    resized = IdxData.from_config(IdxConfig(images=str(plain), size=8, limit=3)).dataset()
     assert resized.x.shape == (3, 1, 8, 8) and resized.cond is None
 
 
@@ -141,7 +133,7 @@ def test_truncated_gzip_stream_raises_naming_the_file(idx_files, tmp_path):
 
 def test_missing_fashion_mnist_says_which_package_provides_it(tmp_path):
     with pytest.raises(EbmError, match="train-images-idx3-ubyte.gz.*apt-get install dataset-fashion-mnist"):
-        idx_data(IdxConfig(name="fashion_mnist", root=str(tmp_path)))
+        IdxData.from_config(IdxConfig(name="fashion_mnist", root=str(tmp_path)))
 
 
 def test_fashion_mnist_shortcut_reads_the_conventional_file_names(idx_files, tmp_path):
@@ -151,7 +143,7 @@ def test_fashion_mnist_shortcut_reads_the_conventional_file_names(idx_files, tmp
     for split in ("t10k", "train"):
         (root / f"{split}-images-idx3-ubyte.gz").write_bytes(packed.read_bytes())
         (root / f"{split}-labels-idx1-ubyte.gz").write_bytes(lab.read_bytes())
-    data = idx_data(IdxConfig(name="fashion_mnist", root=str(root), split="test", conditional=True))
+    data = IdxData.from_config(IdxConfig(name="fashion_mnist", root=str(root), split="test", conditional=True))
     x, y = data.dataset()
     assert x.shape == (5, 1, 4, 4) and y.tolist() == labels.tolist()
     assert data.heldout().x.shape == (5, 1, 4, 4)  # the other split
@@ -159,14 +151,14 @@ def test_fashion_mnist_shortcut_reads_the_conventional_file_names(idx_files, tmp
 
 def test_idx_files_hold_out_the_test_files_when_given(idx_files):
     images, labels, plain, packed, lab = idx_files
-    data = idx_data(IdxConfig(images=str(plain), test_images=str(packed), test_labels=str(lab)))
+    data = IdxData.from_config(IdxConfig(images=str(plain), test_images=str(packed), test_labels=str(lab)))
     assert data.heldout().x.shape == (5, 1, 4, 4) and data.heldout().cond.tolist() == labels.tolist()
-    assert idx_data(IdxConfig(images=str(plain))).heldout() is None
+    assert IdxData.from_config(IdxConfig(images=str(plain))).heldout() is None
 
 
 @pytest.mark.skipif(not Path(FASHION_ROOT).is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_the_installed_debian_fashion_mnist_has_60000_training_and_10000_test_images():
-    data = idx_data(IdxConfig(name="fashion_mnist"))
+    data = IdxData.from_config(IdxConfig(name="fashion_mnist"))
     assert data.dataset().x.shape == (60000, 1, 28, 28) and data.num_classes == 10
     assert data.heldout().x.shape == (10000, 1, 28, 28)
 
@@ -188,15 +180,15 @@ def class_folder(tmp_path):
 
 
 def test_image_folder_labels_come_from_sorted_class_subfolders(class_folder):
-    data = image_folder_data(ImageFolderConfig(root=str(class_folder), size=4, conditional=True))
+    data = FolderData.from_config(ImageFolderConfig(root=str(class_folder), size=4, conditional=True))
     x, y = data.dataset()
     assert x.shape == (3, 1, 4, 4) and data.num_classes == 2
     assert y.tolist() == [0, 0, 1]
 
 
 def test_image_folder_keeps_colour_in_rgb_and_collapses_it_in_grey(class_folder):
-    rgb = image_folder_data(ImageFolderConfig(root=str(class_folder), size=4, channels=3)).dataset().x
-    grey = image_folder_data(ImageFolderConfig(root=str(class_folder), size=4, channels=1)).dataset().x
+    rgb = FolderData.from_config(ImageFolderConfig(root=str(class_folder), size=4, channels=3)).dataset().x
+    grey = FolderData.from_config(ImageFolderConfig(root=str(class_folder), size=4, channels=1)).dataset().x
     assert rgb.shape == (3, 3, 4, 4) and grey.shape == (3, 1, 4, 4)
     assert torch.allclose(rgb[0, :, 0, 0], torch.tensor([1.0, -1.0, -1.0]))
     assert torch.allclose(rgb[2, :, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))
@@ -205,21 +197,21 @@ def test_image_folder_keeps_colour_in_rgb_and_collapses_it_in_grey(class_folder)
 
 def test_image_folder_without_subfolders_has_no_labels(tmp_path):
     write_png(tmp_path / "x.png", (10, 20, 30))
-    data = image_folder_data(ImageFolderConfig(root=str(tmp_path), size=3))
+    data = FolderData.from_config(ImageFolderConfig(root=str(tmp_path), size=3))
     assert data.dataset().x.shape == (1, 1, 3, 3) and data.dataset().cond is None
     with pytest.raises(EbmError, match="conditional"):
-        image_folder_data(ImageFolderConfig(root=str(tmp_path), conditional=True))
+        FolderData.from_config(ImageFolderConfig(root=str(tmp_path), conditional=True))
 
 
 def test_corrupt_image_raises_naming_the_file(class_folder):
     (class_folder / "dogs" / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(EbmError, match="broken.png"):
-        image_folder_data(ImageFolderConfig(root=str(class_folder)))
+        FolderData.from_config(ImageFolderConfig(root=str(class_folder)))
 
 
 def test_empty_image_folder_raises(tmp_path):
     with pytest.raises(EbmError, match="no images"):
-        image_folder_data(ImageFolderConfig(root=str(tmp_path)))
+        FolderData.from_config(ImageFolderConfig(root=str(tmp_path)))
 
 
 # --- pictures and registration --------------------------------------------------------------
@@ -228,7 +220,7 @@ def test_empty_image_folder_raises(tmp_path):
 def test_save_samples_writes_a_grid_png_of_the_right_size_that_is_not_one_colour(tmp_path, channels):
     x = torch.linspace(-2, 2, 10 * channels * 16).reshape(10, channels, 4, 4)
     path = tmp_path / "grid.png"
-    digits = digits_data(DigitsConfig())
+    digits = DigitsData.from_config(DigitsConfig())
     digits.save_samples(x, path)
     img = Image.open(path)
     # 10 images → 8 columns × 2 rows of 4×4 with 1-pixel borders, enlarged 4×

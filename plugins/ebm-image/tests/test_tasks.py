@@ -55,7 +55,7 @@ class ULA(Sampler):
 
     Config = ULAConfig
 
-    def init(self, x, energy, cond=None):
+    def init(self, x, energy, *, rng, cond=None):
         return _State(x)
 
     def step(self, state, energy, *, rng, cond=None, mask=None):

@@ -5,13 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from ebm_image.frame import FrameEnergy, dog_kernel, filter_bank
-from ebm_image.texture import (
-    TextureConfig,
-    gram_distance,
-    load_exemplar,
-    random_crops,
-    texture_data,
-)
+from ebm_image.texture import TextureConfig, TextureData, gram_distance, load_exemplar, random_crops
 from PIL import Image
 
 from ebmcore import EbmError
@@ -89,7 +83,7 @@ def test_frame_energy_gradient_is_finite_and_matches_finite_differences():
 
 @pytest.mark.parametrize("name", ["brick", "grass", "gravel"])
 def test_each_bundled_texture_loads_as_grey_crops_in_unit_range(name):
-    data = texture_data(TextureConfig(name=name, scale=96, size=32, n_crops=20))
+    data = TextureData.from_config(TextureConfig(name=name, scale=96, size=32, n_crops=20))
     assert data.x.shape == (20, 1, 32, 32) and data.event_shape == (1, 32, 32)
     assert data.x.min() >= -1 and data.x.max() <= 1 and data.x.std() > 0.2
     assert data.exemplar.shape == (1, 96, 96)
@@ -98,7 +92,7 @@ def test_each_bundled_texture_loads_as_grey_crops_in_unit_range(name):
 def test_an_image_file_is_a_texture_and_a_missing_one_is_named(tmp_path):
     path = tmp_path / "tex.png"
     Image.fromarray((np.indices((40, 40)).sum(0) % 8 * 32).astype(np.uint8)).save(path)
-    data = texture_data(TextureConfig(path=str(path), scale=40, size=40, n_crops=3))
+    data = TextureData.from_config(TextureConfig(path=str(path), scale=40, size=40, n_crops=3))
     assert data.x.shape == (3, 1, 40, 40) and torch.equal(data.x[0], data.x[1])  # scale = size: the exemplar
     with pytest.raises(EbmError, match="nothere.png: texture image not found"):
         load_exemplar(path=str(tmp_path / "nothere.png"))
@@ -106,7 +100,7 @@ def test_an_image_file_is_a_texture_and_a_missing_one_is_named(tmp_path):
     with pytest.raises(EbmError, match="bad.png: cannot read image"):
         load_exemplar(path=str(tmp_path / "bad.png"))
     with pytest.raises(EbmError, match="larger than scale"):
-        texture_data(TextureConfig(scale=32, size=64))
+        TextureData.from_config(TextureConfig(scale=32, size=64))
 
 
 def test_random_crops_are_pieces_of_the_exemplar():
@@ -118,7 +112,7 @@ def test_random_crops_are_pieces_of_the_exemplar():
 
 
 def test_gram_distance_is_zero_for_the_exemplar_and_large_for_noise():
-    data = texture_data(TextureConfig(name="brick", scale=96, size=48, n_crops=16))
+    data = TextureData.from_config(TextureConfig(name="brick", scale=96, size=48, n_crops=16))
     assert gram_distance(data.exemplar, data.exemplar).item() == 0
     scores = data.evaluate(data.x)
     assert set(scores) == {"texture/gram", "texture/gram_noise", "texture/gram_crops", "texture/gram_gaussian",
@@ -127,7 +121,7 @@ def test_gram_distance_is_zero_for_the_exemplar_and_large_for_noise():
     # a Gaussian fitted to the crops has their pixel covariance but not their patch statistics
     assert scores["texture/gram"] < scores["texture/gram_gaussian"] < scores["texture/gram_noise"]
     assert scores["texture/gram_vs_gaussian"] == scores["texture/gram"] / scores["texture/gram_gaussian"]
-    grass = texture_data(TextureConfig(name="grass", scale=96, size=48, n_crops=16))
+    grass = TextureData.from_config(TextureConfig(name="grass", scale=96, size=48, n_crops=16))
     assert data.evaluate(grass.x)["texture/gram"] > 2 * scores["texture/gram"]  # another texture is far
 
 

@@ -28,7 +28,7 @@ def test_acceptance_is_a_probability_per_chain_and_one_gradient_per_step():
     energy = CountingEnergy()
     s = MALA(step_size=0.5, n_steps=5)
     rng = torch.Generator().manual_seed(0)
-    state = s.init(torch.randn(256, 3, generator=rng), energy)
+    state = s.init(torch.randn(256, 3, generator=rng), energy, rng=rng)
     assert energy.calls == 1
     for k in range(1, 6):
         state, info = s.step(state, energy, rng=rng)

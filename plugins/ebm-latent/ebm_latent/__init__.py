@@ -1,19 +1,19 @@
 """Generators with a latent prior for ebm: the latent-space EBM prior (Pang et al. 2020) and
 alternating back-propagation (Han et al. 2017), with anomaly detection by −log p(x, z)."""
 
-from ebm_latent.objective import (
-    ABPConfig,
-    AlternatingBackprop,
-    LatentEBM,
-    LatentEBMConfig,
-)
-from ebm_latent.priors import (
+from ebm_latent.energies import (
     GaussianPrior,
     LatentGaussianConfig,
     LatentMLPConfig,
     LatentMLPPrior,
 )
-from ebm_latent.tasks import AnomalyConfig, build_anomaly
+from ebm_latent.objectives import (
+    ABPConfig,
+    AlternatingBackprop,
+    LatentEBM,
+    LatentEBMConfig,
+)
+from ebm_latent.tasks import Anomaly, AnomalyConfig
 from ebmcore import Component, hookimpl
 
 __all__ = ["AlternatingBackprop", "GaussianPrior", "LatentEBM", "LatentMLPPrior"]
@@ -28,5 +28,5 @@ def ebm_components():
                   requires=("energy", "generator")),
         Component("objective", "abp", ABPConfig, AlternatingBackprop.from_config,
                   requires=("energy", "generator")),
-        Component("task", "anomaly", AnomalyConfig, build_anomaly),
+        Component("task", "anomaly", AnomalyConfig, Anomaly.from_config),
     ]

@@ -16,7 +16,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from ebm_latent.objective import LatentEBM
+from ebm_latent.objectives import LatentEBM
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
 from ebmcore.kit.diagnostics import auroc
@@ -50,6 +50,10 @@ class AnomalyConfig:
 class Anomaly(Task):
     def __init__(self, c: AnomalyConfig, device):
         self.c, self.device = c, torch.device(device)
+
+    @classmethod
+    def from_config(cls, c: AnomalyConfig, ctx) -> "Anomaly":
+        return cls(c, ctx.device)
 
     def scores(self, objective, x: Tensor, rng) -> tuple[Tensor, Tensor, Tensor]:
         """(reconstruction error, prior energy, reconstruction) of every image, on the CPU."""
@@ -86,7 +90,3 @@ class Anomaly(Task):
             "mse/normal": (x_rec_in - normal).pow(2).mean().item(),
             "mse/anomalous": (x_rec_out - odd).pow(2).mean().item(),
         }
-
-
-def build_anomaly(c: AnomalyConfig, ctx) -> Anomaly:
-    return Anomaly(c, ctx.device)

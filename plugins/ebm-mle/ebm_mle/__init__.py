@@ -10,7 +10,7 @@ from ebm_mle.generators import (
     UniformNoise,
     UniformNoiseConfig,
 )
-from ebm_mle.objective import MaximumLikelihood, MLEConfig
+from ebm_mle.objectives import MaximumLikelihood, MLEConfig
 from ebmcore import Component, hookimpl
 
 __all__ = ["DataInit", "GaussianNoise", "MaximumLikelihood", "ReplayBuffer", "UniformNoise"]

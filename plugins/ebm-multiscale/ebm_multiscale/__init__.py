@@ -1,9 +1,9 @@
 """Multigrid and coarse-to-fine sampling and learning for ebm."""
 
-from ebm_multiscale.energy import MultiScaleEnergy, MultiScaleEnergyConfig
-from ebm_multiscale.objective import MultiScaleMLE, MultiScaleMLEConfig
+from ebm_multiscale.data import Stripes, StripesConfig
+from ebm_multiscale.energies import MultiScaleEnergy, MultiScaleEnergyConfig
+from ebm_multiscale.objectives import MultiScaleMLE, MultiScaleMLEConfig
 from ebm_multiscale.samplers import CoarseToFine, CoarseToFineConfig, Multigrid, MultigridConfig, Pyramid
-from ebm_multiscale.stripes import Stripes, StripesConfig
 from ebmcore import Component, hookimpl
 
 __all__ = ["CoarseToFine", "MultiScaleEnergy", "MultiScaleMLE", "Multigrid", "Pyramid", "Stripes"]

@@ -19,7 +19,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebm_multiscale.energy import Faded, check_pyramid, resize
+from ebm_multiscale.energies import Faded, check_pyramid, resize
 from ebmcore import PyramidSampler, Sampler
 from ebmcore import config as cfg
 
@@ -98,8 +98,8 @@ class Pyramid(PyramidSampler):
                if k in ("upsample_noise", "fade_steps", "compile")}
         return f"{type(self).__name__}({self.kernel!r}, {', '.join(f'{k}={v!r}' for k, v in own.items())})"
 
-    def init(self, x, energy, cond=None):
-        return self.kernel.init(x, energy, cond)
+    def init(self, x, energy, *, rng, cond=None):
+        return self.kernel.init(x, energy, rng=rng, cond=cond)
 
     def step(self, state, energy, *, rng, cond=None, mask=None):
         return self.kernel.step(state, energy, rng=rng, cond=cond, mask=mask)

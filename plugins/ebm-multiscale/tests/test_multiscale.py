@@ -3,7 +3,7 @@ import torch
 from ebm_langevin import MALA, Langevin
 from ebm_mle import UniformNoise
 from ebm_multiscale import CoarseToFine, Multigrid, MultiScaleEnergy, MultiScaleMLE
-from ebm_multiscale.energy import PyramidEnergy, resize
+from ebm_multiscale.energies import PyramidEnergy, resize
 
 import ebmcore
 from ebmcore import Batch

@@ -29,11 +29,6 @@ def _enabled() -> bool:
 
 
 @hookimpl
-def ebm_components():
-    return []
-
-
-@hookimpl
 def ebm_run_start(run):
     if not _enabled():
         return

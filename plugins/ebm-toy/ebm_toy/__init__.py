@@ -2,7 +2,7 @@
 :mod:`ebmcore.kit.metrics`, :mod:`ebmcore.kit.pictures`)."""
 
 from ebm_toy.data import ToyData, ToyDataConfig
-from ebm_toy.energy import MLPEnergy, MLPEnergyConfig
+from ebm_toy.energies import MLPEnergy, MLPEnergyConfig
 from ebmcore import Component, hookimpl
 
 __all__ = ["MLPEnergy", "ToyData"]

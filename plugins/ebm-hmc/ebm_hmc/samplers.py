@@ -122,7 +122,7 @@ class HMC(Sampler):
 
     Config = HMCConfig
 
-    def init(self, x: Tensor, energy: nn.Module, cond: Tensor | None = None) -> HMCState:
+    def init(self, x: Tensor, energy: nn.Module, *, rng: torch.Generator, cond: Tensor | None = None) -> HMCState:
         c = self.config
         e, g = energy_and_grad(energy, x, cond)
         eps = torch.full((), c.step_size, device=x.device)

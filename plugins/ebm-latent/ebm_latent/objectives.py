@@ -24,7 +24,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from ebm_latent.priors import LatentPrior
+from ebm_latent.energies import LatentPrior
 from ebmcore import Batch, Condition, EbmError, LatentGenerator, Objective
 from ebmcore import config as cfg
 from ebmcore.kit.latent import latent_langevin

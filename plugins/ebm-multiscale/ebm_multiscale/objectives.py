@@ -16,7 +16,7 @@ from typing import Literal
 import attrs
 import torch
 
-from ebm_multiscale.energy import check_pyramid, resize
+from ebm_multiscale.energies import check_pyramid, resize
 from ebmcore import Batch, Objective, PyramidSampler
 from ebmcore import config as cfg
 
