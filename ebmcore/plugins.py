@@ -162,9 +162,13 @@ class PluginHost:
 
 
 def _distribution_of(module: str) -> str:
-    top = module.split(".")[0]
-    dists = md.packages_distributions().get(top)
+    dists = _packages().get(module.split(".")[0])
     return dists[0] if dists else module
+
+
+@functools.cache
+def _packages() -> dict[str, list[str]]:
+    return md.packages_distributions()  # reads every installed distribution: once
 
 
 def _one_line(exc: BaseException) -> str:

@@ -3,6 +3,7 @@ pyproject declares (plus stand-ins for the sections it needs but does not build 
 a component builds others through the context it was given, never through the plugins
 installed behind it."""
 
+import functools
 import sys
 import tomllib
 
@@ -33,6 +34,7 @@ def plugin_modules(dist: str) -> list[str]:
     return [m for d in seen for m in PLUGINS[d]["project"].get("entry-points", {}).get("ebm", {}).values()]
 
 
+@functools.cache
 def isolated_host(dist: str) -> PluginHost:
     return PluginHost(plugin_modules(dist), autoload=False, plugins=[ebm_standins])
 
@@ -119,24 +121,21 @@ def build_case(host: PluginHost, sections: dict, tmp) -> dict:
     return ctx.built
 
 
-def _owner(kind, name):
-    for dist in PLUGINS:
-        host = PluginHost(plugin_modules(dist)[:1], autoload=False)
-        if (kind, name) in {(e.component.kind, e.component.name) for e in host.registry}:
-            return dist
-    raise AssertionError(f"no bundled plugin provides {kind} '{name}'")
+@functools.cache
+def owners() -> dict[tuple[str, str], str]:
+    """(kind, name) → the bundled distribution that provides it."""
+    return {(e.component.kind, e.component.name): d
+            for d in PLUGINS for e in PluginHost(plugin_modules(d)[:1], autoload=False).registry}
 
 
 def test_every_bundled_component_has_a_case():
-    bundled = {(e.component.kind, e.component.name)
-               for d in PLUGINS for e in PluginHost(plugin_modules(d)[:1], autoload=False).registry}
-    assert bundled == set(CASES)
+    assert set(owners()) == set(CASES)
 
 
 @pytest.mark.parametrize(("kind", "name"), sorted(CASES), ids=lambda v: v)
 def test_builds_on_its_plugins_host(kind, name, tmp_path):
     _files(tmp_path)
-    dist = _owner(kind, name)
+    dist = owners()[kind, name]
     built = build_case(isolated_host(dist), CASES[kind, name], tmp_path)
     assert kind in built
 

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from einops import rearrange
 from PIL import Image
 from torch import Tensor
@@ -60,14 +58,24 @@ def _scatter(ax, x: Tensor, bounds: tuple[float, float], title: str) -> None:
     ax.set_title(title)
 
 
-def _save(fig: Figure, path) -> None:
+def _figure(**kw):
+    """A matplotlib Figure (imported here: matplotlib costs half a second to import, and
+    image modalities never draw one)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
+def _save(fig, path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)  # attaches an Agg canvas, so saving needs no backend
     fig.savefig(os.fspath(path), format="png", dpi=100)
 
 
 def scatter_png(x: Tensor, path, *, bounds: tuple[float, float], title: str = "") -> None:
     """Write a square scatter plot of the (k, 2) points ``x`` to the PNG ``path``; axes fixed to ``bounds``."""
-    fig = Figure(figsize=(4, 4))
+    fig = _figure(figsize=(4, 4))
     _scatter(fig.add_subplot(), x, bounds, title)
     fig.tight_layout()
     _save(fig, path)
@@ -108,7 +116,7 @@ def density_png(data: Tensor, samples: Tensor, energy_fn: Callable[[Tensor], Ten
     under ``torch.no_grad()`` on chunks of at most 20,000 grid points. Without it
     (an energy that is not over the data) only the first two panels are drawn.
     """
-    fig = Figure(figsize=(12 if energy_fn else 8, 4))
+    fig = _figure(figsize=(12 if energy_fn else 8, 4))
     axes = fig.subplots(1, 3 if energy_fn else 2)
     _scatter(axes[0], data, bounds, "data")
     _scatter(axes[1], samples, bounds, "samples")

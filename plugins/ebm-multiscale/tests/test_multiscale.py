@@ -139,3 +139,11 @@ def test_fresh_chains_start_from_the_training_images_at_the_coarsest_grid():
                       "energy": energy, "sampler": Multigrid(Langevin()), "generator": UniformNoise((1, 16, 16))})
     built = ctx.build("objective", "mle_multiscale", fresh_start="data")
     assert built.coarse_data.shape == (10, 1, 1, 1)
+
+
+def test_a_pyramid_refuses_tracing_and_annealing_instead_of_dropping_them():
+    energy = MultiScaleEnergy(1, (4, 16), width=8)
+    sampler = Multigrid(Langevin(step_size=0.01, n_steps=2))
+    for extra in ({"trace": True}, {"temperatures": [1.0, 1.0]}):
+        with pytest.raises(ValueError, match="trace and temperatures are not supported"):
+            sampler.run(torch.zeros(2, 1, 16, 16), energy, rng=torch.Generator(), **extra)
