@@ -61,4 +61,4 @@ def test_evaluating_during_training_does_not_change_the_model(tmp_path):
     a = safetensors.torch.load_file(tmp_path / "once" / "checkpoints" / "step-000004.safetensors")
     b = safetensors.torch.load_file(tmp_path / "often" / "checkpoints" / "step-000004.safetensors")
     assert any("running_mean" in k for k in a)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
