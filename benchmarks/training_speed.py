@@ -110,7 +110,7 @@ class EbmSteps:
         self.run = run
         self.bar = tqdm(total=run.recipe.run.steps, disable=True)  # `ebm run` when not on a terminal
         self.received: list[int] = []
-        run._notify("ebm_run_start", run=run)  # observers (TensorBoard) as in `ebm run`
+        run.notify("ebm_run_start", run=run)  # observers (TensorBoard) as in `ebm run`
         run.guard.reset()
         self.t0 = time.perf_counter()
 
@@ -121,7 +121,7 @@ class EbmSteps:
                 run.train_step(self.t0, self.bar, self.received)
 
     def close(self) -> None:
-        self.run._notify("ebm_run_end", run=self.run, record={})
+        self.run.notify("ebm_run_end", run=self.run, record={})
         self.run.world.leave()
 
 

@@ -51,7 +51,13 @@ class BuildContext:
     def make(self, kind: str, name: str, config: Any) -> Any:
         """Build a component from its structured (validated) config."""
         entry = self.registry.entry(kind, name)
-        obj = entry.component.build(config, self)
+        try:
+            obj = entry.component.build(config, self)
+        except (EbmError, ValueError, TypeError):
+            raise  # bad input, or components that do not fit together: the caller names the section
+        except Exception as exc:  # a plugin's bug: named with its distribution, not a traceback
+            raise PluginError(f"{kind} '{name}' of '{entry.distribution}' failed to build: "
+                              f"{type(exc).__name__}: {str(exc)[:300]}") from exc
         if not isinstance(obj, INTERFACES[kind]):
             raise PluginError(f"{kind} '{name}' of '{entry.distribution}' built a {type(obj).__name__}, "
                               f"not an ebmcore.{INTERFACES[kind].__name__}")

@@ -8,6 +8,7 @@ the first.
 
 from __future__ import annotations
 
+import math
 import re
 import typing
 from typing import Any, Literal
@@ -32,6 +33,18 @@ def _strict(kind: type, accepts: tuple[type, ...], name: str):
     return structure
 
 
+_number = _strict(float, (int, float), "a number")
+
+
+def _finite(value: Any, type_: Any) -> float:
+    # inf or nan for a step size, rate or scale passes every bound (nan compares false)
+    # and only shows as a diverged run; no field has a meaning for them
+    number = _number(value, type_)
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return number
+
+
 def describe(value: Any) -> str:
     """``a string ('x')``: a value with its TOML type, for error messages."""
     names = {str: "a string", int: "an integer", float: "a float", bool: "a boolean",
@@ -50,7 +63,7 @@ def _structure_literal(value: Any, type_: Any) -> Any:
 def make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook(int, _strict(int, (int,), "an integer"))
-    conv.register_structure_hook(float, _strict(float, (int, float), "a number"))
+    conv.register_structure_hook(float, _finite)
     conv.register_structure_hook(str, _strict(str, (str,), "a string"))
     conv.register_structure_hook(bool, _strict(bool, (bool,), "a boolean"))
     conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _structure_literal)

@@ -44,6 +44,8 @@ class Shuffled(Stream):
     In a world of ``world`` ranks every rank draws the same permutation (same RNG) and
     takes its own ``batch_size`` slice of each global batch of ``world × batch_size``: the
     shards are disjoint within an epoch, and the stream's state is the same on every rank.
+    A ``batch_size`` above the (per-rank) training set is capped to it: every batch is then
+    the whole set, reshuffled.
     """
 
     def __init__(self, dataset: Batch, batch_size: int, rng: torch.Generator, rank: int = 0, world: int = 1):
@@ -70,8 +72,12 @@ class Shuffled(Stream):
         return {"data/perm": self.perm, "data/pos": torch.tensor(self.pos), "rng/data": self.rng.get_state()}
 
     def restore(self, tensors: dict[str, Tensor]) -> None:
-        self.perm = tensors["data/perm"]
-        self.pos = int(tensors["data/pos"])
+        perm, pos = tensors["data/perm"], int(tensors["data/pos"])
+        if perm.dtype != torch.long or not torch.equal(perm.sort().values, torch.arange(self.n)):
+            raise ValueError(f"data/perm is not an order of the {self.n} training examples")
+        if not 0 <= pos <= self.n:
+            raise ValueError(f"data/pos is {pos}, outside 0..{self.n}")
+        self.perm, self.pos = perm, pos
         self.rng.set_state(tensors["rng/data"])
 
 

@@ -27,7 +27,7 @@ class Component:
 
     kind: str = attrs.field(validator=attrs.validators.in_(ALL_KINDS))
     name: str
-    config: type
+    config: type = attrs.field(validator=lambda _i, _a, v: _attrs_class(v))
     build: Callable[[Any, Any], Any]
     requires: tuple[str, ...] = ()
     doc: str = ""
@@ -37,6 +37,11 @@ class Component:
         """One-line description: ``doc``, else the first line of the config's docstring."""
         text = self.doc or (self.config.__doc__ or "")
         return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _attrs_class(config: Any) -> None:
+    if not (isinstance(config, type) and attrs.has(config)):
+        raise TypeError(f"a component's config must be an attrs class, got {config!r}")
 
 
 @attrs.frozen

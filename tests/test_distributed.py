@@ -69,7 +69,7 @@ def test_only_rank_zero_writes_one_set_of_outputs(two_ranks):
     _, _, out, _, stdout = two_ranks
     names = {p.name for p in out.iterdir()} - {"tensorboard"}  # the plugin's, where installed
     assert names == {"recipe.toml", "metrics.jsonl", "samples.png", "samples.safetensors", "density.png",
-                     "checkpoints", "samples"}
+                     "checkpoints", "samples", ".lock"}
     if (out / "tensorboard").exists():
         assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
     assert [p.name for p in (out / "samples").iterdir()] == ["step-000030.png"]

@@ -158,3 +158,20 @@ def test_a_sampler_whose_settings_lack_n_steps_is_refused_when_built(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "error: sampler NoSteps: its Config (Config) has no compile and no n_steps" in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_rogue_plugins_are_isolated_and_their_components_fail_with_clear_errors(tmp_path, third_party):
+    """A misspelt hook argument, sys.exit at import and a non-attrs config each disable only
+    their plugin; a build that raises or returns None is an error naming the distribution."""
+    r = ebm("plugins", "--json", env=third_party)
+    assert r.returncode == 0, r.stderr
+    failed = {f["name"]: f["error"] for f in json.loads(r.stdout)["failed"]}
+    assert "PluginValidationError" in failed["rogue_misspelt"] and "stepp" in failed["rogue_misspelt"]
+    assert failed["rogue_exits"].startswith("SystemExit: 0")
+    assert "must be an attrs class" in failed["rogue_notattrs"]
+    for name, message in [("rogue_raises", "energy 'rogue_raises' of 'ebm-broken' failed to build: "
+                                            "RuntimeError: rogue build"),
+                          ("rogue_none", "energy 'rogue_none' of 'ebm-broken' built a NoneType")]:
+        recipe = write_recipe(tmp_path / f"{name}.toml", {**TINY, "energy": {"type": name}})
+        r = ebm("run", recipe, "--out", tmp_path / name, env=third_party)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -15,7 +15,7 @@ from support import ROOT, ebm, write_recipe
 from ebmcore import DivergenceError, default_host, hookimpl
 from ebmcore.errors import pickle_format
 from ebmcore.plugins import PluginHost
-from ebmcore.train import cli, run_recipe
+from ebmcore.train import checkpoint, cli, run_recipe
 from ebmcore.train.run import Run
 
 
@@ -151,6 +151,10 @@ class Broken:
     def ebm_log(self, run, step, record):
         raise KeyError("no such metric")
 
+    @hookimpl
+    def ebm_run_start(self, run):
+        raise SystemExit(0)  # a plugin cannot end the run either
+
 
 def test_an_observer_that_raises_is_reported_once_and_the_run_continues(tmp_path, tiny, capsys):
     broken, recorder = Broken(), StepRecorder()
@@ -162,6 +166,7 @@ def test_an_observer_that_raises_is_reported_once_and_the_run_continues(tmp_path
     assert err.count("warning: plugin 'broken_observer' from '(object broken_observer)' raised in "
                      "ebm_step_end: ValueError: observer bug") == 1
     assert err.count("raised in ebm_log: KeyError") == 1
+    assert err.count("raised in ebm_run_start: SystemExit: 0") == 1
     # the metrics are those of a run without the broken plugin
     run_recipe(tiny, out=str(tmp_path / "clean"), progress=False)
     assert _metrics(tmp_path / "run") == _metrics(tmp_path / "clean")
@@ -213,8 +218,7 @@ def test_a_pickle_in_a_checkpoint_folder_is_refused(tmp_path, tiny, capsys):
     # a pickle under the checkpoint's name, with a sidecar whose hash matches it
     blob = pickle.dumps({"model/w": [1.0]})
     side = json.loads((ckpts / "step-000030.json").read_text())
-    import hashlib
-    side["sha256"] = hashlib.sha256(blob).hexdigest()
+    side["sha256"] = checkpoint._digest(blob, side)
     (ckpts / "step-000030.safetensors").write_bytes(blob)
     (ckpts / "step-000030.json").write_text(json.dumps(side))
     assert cli.main(["sample", str(out), "-n", "4"]) == 2

@@ -20,6 +20,8 @@ from einops import rearrange
 from PIL import Image
 from torch import Tensor
 
+from ebmcore.kit.files import write_via
+
 
 def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4, limit: int = 64) -> None:
     """Up to ``limit`` images ``(B, C, H, W)`` (C = 1 or 3), values clamped to [−1, 1], as one PNG grid.
@@ -39,7 +41,8 @@ def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int 
     canvas = rearrange(tiles, "(r k) c h w -> (r h) (k w) c", k=columns)
     array = np.ascontiguousarray(torch.nn.functional.pad(canvas, (0, 0, 0, 1, 0, 1), value=255).numpy())
     img = Image.fromarray(array[..., 0] if c == 1 else array)  # uint8: "L" or "RGB"
-    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(Path(path))
+    big = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    write_via(Path(path), lambda tmp: big.save(tmp, format="PNG"))
 
 
 _CHUNK = 20_000  # max points per energy_fn call, to bound memory on big grids
@@ -70,7 +73,7 @@ def _save(fig, path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # attaches an Agg canvas, so saving needs no backend
-    fig.savefig(os.fspath(path), format="png", dpi=100)
+    write_via(Path(path), lambda tmp: fig.savefig(os.fspath(tmp), format="png", dpi=100))
 
 
 def scatter_png(x: Tensor, path, *, bounds: tuple[float, float], title: str = "") -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from ebmcore import config as cfg
 from ebmcore.errors import DivergenceError, EbmError, Interrupted
-from ebmcore.plugins import PluginHost
+from ebmcore.plugins import PluginHost, distribution_of
 from ebmcore.registry import ALL_KINDS
 
 
@@ -43,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=64, help="number of samples")
     s.add_argument("--out", type=Path, help="picture path (default RUN_DIR/sample.png); the tensor "
                                             "goes beside it as .safetensors")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0, help="an integer in 0..2**63-1")
     s.add_argument("--label", type=int, help="class label of every sample (label-conditional models; "
                                              "default: every class in turn)")
 
@@ -59,8 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _seed(text: str) -> int:
+    value = int(text)  # argparse reports a ValueError as "invalid _seed value"
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be in 0..2**63-1, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    host = None
     try:
         host = PluginHost(args.plugins)
         for failure in host.failures:
@@ -83,6 +93,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (Exception, SystemExit) as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"error: {unexpected(exc, host)}", file=sys.stderr)
+        return 1
+
+
+TRACEBACK_ENV = "EBM_TRACEBACK"
+
+
+def unexpected(exc: BaseException, host: PluginHost | None) -> str:
+    """One line for an error that is not bad input: where it came from (the plugin whose code
+    raised it, by distribution), what it is, and what was kept."""
+    if isinstance(exc, OSError):
+        what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        if exc.errno == errno.ENOSPC:
+            what += " (the last complete checkpoint is kept; free space, then --resume)"
+    elif isinstance(exc, MemoryError):
+        what = "out of memory (a smaller batch, chain count or model may fit)"
+    elif isinstance(exc, RecursionError):
+        what = "nested too deeply (RecursionError)"
+    elif isinstance(exc, SystemExit):
+        what = f"sys.exit({exc.code!r}) called"
+    else:
+        what = f"{type(exc).__name__}: {str(exc)[:300]}"
+    dists = {p.distribution for p in host.plugins} if host else set()
+    for frame, line in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        dist = distribution_of(str(frame.f_globals.get("__name__", "")))
+        if dist in dists:
+            return f"in plugin '{dist}' ({frame.f_code.co_filename}:{line}): {what}"
+    return f"{what} (set {TRACEBACK_ENV}=1 for the traceback)"
 
 
 def _run(args: argparse.Namespace, host: PluginHost) -> int:
@@ -152,11 +193,13 @@ def _sample(args: argparse.Namespace, host: PluginHost) -> int:
     import torch
 
     from ebmcore.kit.files import atomic_write
-    from ebmcore.train.run import Run
+    from ebmcore.train.run import Run, check_samples_fit
 
     if args.n < 1:
         raise EbmError(f"-n must be at least 1, got {args.n}")
     run = Run.open(args.run_dir, host=host)
+    check_samples_fit("-n", args.n, run.data.event_shape, run.device)
+    out = _output(args.out or args.run_dir / "sample.png", args.run_dir, "--out")
     rng = torch.Generator(device=run.device).manual_seed(args.seed)
     cond = None
     if args.label is not None:
@@ -168,15 +211,30 @@ def _sample(args: argparse.Namespace, host: PluginHost) -> int:
             raise EbmError(f"--label must be in 0..{classes - 1}, got {args.label}")
         cond = torch.full((args.n,), args.label, dtype=torch.long, device=run.device)
     x = run.objective.sample(args.n, rng=rng, cond=cond).cpu()
-    out = args.out or args.run_dir / "sample.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
     run.data.save_samples(x, out)
     atomic_write(out.with_suffix(".safetensors"), safetensors.torch.save({"x": x}))
     print(f"{args.n} samples from step {run.step}: {out} and {out.with_suffix('.safetensors')}")
     return 0
 
 
+def _output(path: Path, run_dir: Path, flag: str, *, folder: bool = False) -> Path:
+    """An output path of ``sample``/``eval``: a file (or, with ``folder``, a directory) made
+    ready to write, never inside the run's checkpoints."""
+    if path.resolve().is_relative_to((run_dir / "checkpoints").resolve()):
+        raise EbmError(f"{flag} {path}: inside the run's checkpoints/ folder, which only the run writes")
+    if folder and path.exists() and not path.is_dir():
+        raise EbmError(f"{flag} {path}: a file, not a directory")
+    if not folder and path.is_dir():
+        raise EbmError(f"{flag} {path}: a directory; give the picture's file name (e.g. {path / 'sample.png'})")
+    try:
+        (path if folder else path.parent).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EbmError(f"{flag} {path}: cannot create its folder: {exc.strerror or exc}") from None
+    return path
+
+
 def _eval(args: argparse.Namespace, host: PluginHost) -> int:
+    from ebmcore.train.lock import RunLock
     from ebmcore.train.run import Run
 
     run = Run.open(args.run_dir, host=host, overrides=args.overrides)
@@ -184,8 +242,16 @@ def _eval(args: argparse.Namespace, host: PluginHost) -> int:
         raise EbmError(f"{args.run_dir}: the recipe has no [tasks.<label>] tables; add one with "
                        "--set tasks.<label>.type=NAME (installed tasks: "
                        f"{', '.join(host.registry.names('task')) or 'none'})")
-    metrics = run.run_tasks(args.out)
-    out = args.out or args.run_dir
+    out = _output(args.out or args.run_dir, args.run_dir, "--out", folder=True)
+    # writing into the run directory itself makes this a writer of it: not while the run goes on
+    lock = RunLock(args.run_dir) if out.resolve() == args.run_dir.resolve() else None
+    if lock:
+        lock.acquire()
+    try:
+        metrics = run.run_tasks(out)
+    finally:
+        if lock:
+            lock.release()
     print(json.dumps({"step": run.step, **metrics}, indent=1))
     print(f"tasks of step {run.step}: {out / 'tasks.json'}", file=sys.stderr)
     return 0

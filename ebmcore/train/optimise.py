@@ -79,6 +79,17 @@ class Optimisers:
             tensors.update(t)
         return tensors, meta
 
-    def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        for name, (opt, _) in self.groups.items():
+    def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any], lr_scale: float = 1.0) -> None:
+        """Load the optimizers' state; their settings must be the recipe's (learning rates ×
+        ``lr_scale``, the rollbacks' scale): a checkpoint cannot change them."""
+        for name, (opt, c) in self.groups.items():
+            if name not in meta:
+                raise ValueError(f"no state for the optimizer of group '{name}'")
+            want = [{k: v for k, v in g.items() if k != "params"} | {"lr": c.lr * lr_scale}
+                    for g in opt.param_groups]
             checkpoint.restore_optimizer(opt, f"optim/{name}", tensors, meta[name])
+            for w, g in zip(want, opt.param_groups, strict=True):
+                for key, value in w.items():
+                    if g.get(key) != value:
+                        raise ValueError(f"optimizer '{name}': {key} is {g.get(key)!r} in the checkpoint, "
+                                         f"the recipe gives {value!r}")

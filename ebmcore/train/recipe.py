@@ -7,6 +7,7 @@ component's config class. ``[run]`` and ``[optim.<group>]`` belong to the runner
 same way and run after training.
 """
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -17,6 +18,7 @@ import tomli_w
 
 from ebmcore import config as cfg
 from ebmcore.errors import WHY_NO_PICKLE, EbmError, PluginError, did_you_mean, pickle_format
+from ebmcore.kit.files import atomic_write, read_regular
 from ebmcore.registry import KINDS, Registry
 
 ALWAYS_REQUIRED = ("data", "energy", "objective")
@@ -58,6 +60,9 @@ class RunConfig:
                          "rollback, in (0, 1)"})
     max_rollbacks: int = cfg.positive("on_divergence = 'rollback': rollbacks allowed before the run "
                                       "stops as with 'stop'", default=3)
+    hook_timeout_s: float = cfg.positive(
+        "seconds an observer hook (a plugin's ebm_step_end, ebm_log…) may take; after that the run "
+        "checkpoints and stops, naming the plugin", default=300.0)
 
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -117,26 +122,48 @@ class Recipe:
         return out
 
     def write(self, path: Path) -> None:
-        path.write_text(tomli_w.dumps(self.to_dict()))
+        atomic_write(path, tomli_w.dumps(self.to_dict()).encode())
+
+
+#: the largest recipe file read (a recipe is a few KiB; this only stops a huge or endless input)
+MAX_RECIPE_BYTES = 16 * 2**20
+#: tables and arrays nested inside each other, at most (recipes use 3; structuring recurses)
+MAX_DEPTH = 64
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file; any problem (missing, not UTF-8, not TOML) names the file."""
+    """Read a TOML file; any problem (missing, not a regular file, too large, not UTF-8, not
+    TOML, nested too deeply) names the file."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise EbmError(f"{path}: no such recipe file") from None
-    except OSError as exc:
-        raise EbmError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not os.path.exists(path):  # never raises (a name too long is no such file either)
+        raise EbmError(f"{path}: no such recipe file")
+    raw = read_regular(path, limit=MAX_RECIPE_BYTES, what="a recipe")
     if (kind := pickle_format(raw)) is not None:
         raise EbmError(f"{path}: this is {kind}, not a recipe; {WHY_NO_PICKLE}")
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise EbmError(f"{path}: not UTF-8 text (byte {exc.start}): is it really a recipe?") from None
     except tomllib.TOMLDecodeError as exc:
         raise EbmError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise EbmError(f"{path}: tables or arrays nested too deeply to parse "
+                       f"(at most {MAX_DEPTH} levels)") from None
+    _check_depth(data, str(path))
+    return data
+
+
+def _check_depth(data: dict[str, Any], source: str) -> None:
+    """Refuse tables or arrays nested more than :data:`MAX_DEPTH` deep, naming the key where
+    they go too deep. Iterative: the data it refuses is too deep for recursion."""
+    stack: list[tuple[Any, str, int]] = [(data, "$", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise EbmError(f"{source}: {where}: tables or arrays nested more than {MAX_DEPTH} deep")
+        children = node.items() if isinstance(node, dict) else enumerate(node)
+        stack += [(v, f"{where}.{k}" if isinstance(node, dict) else f"{where}[{k}]", depth + 1)
+                  for k, v in children if isinstance(v, (dict, list))]
 
 
 #: a task label: it names metrics (``<label>/<metric>``) and a folder of the run directory
@@ -161,7 +188,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             raise EbmError(f"--set {text!r}: cannot parse {value!r} as a TOML value "
                            "(quote strings: key='text')") from None
         parsed = value
-    return key.split("."), parsed
+    except RecursionError:
+        raise EbmError(f"--set {key}: tables or arrays nested too deeply to parse "
+                       f"(at most {MAX_DEPTH} levels)") from None
+    path = key.split(".")
+    nested = parsed
+    for part in reversed(path):  # the override as the recipe it makes: its key counts as nesting
+        nested = {part: nested}
+    _check_depth(nested, "--set")
+    return path, parsed
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

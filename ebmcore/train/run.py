@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata as md
-import json
 import math
 import signal
 import time
@@ -34,30 +33,31 @@ from ebmcore.build import BuildContext
 from ebmcore.data import Batch, Data
 from ebmcore.errors import EbmError, Interrupted
 from ebmcore.interfaces import Objective, Task
+from ebmcore.kit.memory import check_fits, tensor_bytes
 from ebmcore.plugins import PluginHost, default_host
 from ebmcore.registry import KINDS
 from ebmcore.sampling import nonfinite_chains, sampling_precision
 from ebmcore.train import recipe as recipe_mod
-from ebmcore.train.checkpoint import refuse_pickle
 from ebmcore.train.devices import check_precision, resolve_device
 from ebmcore.train.distributed import World
 from ebmcore.train.divergence import Diverged, Divergence, DivergenceGuard, Policy
 from ebmcore.train.evaluation import Evaluation, run_tasks
+from ebmcore.train.lock import RunLock
 from ebmcore.train.log import MetricsLog
+from ebmcore.train.observers import Observers
 from ebmcore.train.optimise import Optimisers
 from ebmcore.train.recipe import Recipe
+from ebmcore.train.rundir import claim, recipe_path
 from ebmcore.train.seeds import derive_seed, make_rng
-from ebmcore.train.signals import deferred_signals
+from ebmcore.train.signals import deferred_signals, interrupting_signals
 from ebmcore.train.state import Checkpoints, TrainState
 
 
 class Run:
-    """A built run: its components, its :class:`TrainState`, and the collaborators that
-    train it (optimisers, checkpoints, the divergence guard and policy, evaluation).
-
-    Make one with :meth:`create` (new or ``resume=True``) or :meth:`open` (an existing run
-    directory, for sampling and :meth:`run_tasks`), then call :meth:`train`.
-    """
+    """A built run: its components, its :class:`TrainState` and the collaborators that train
+    it (optimisers, checkpoints, divergence guard and policy, evaluation, observers). Make one
+    with :meth:`create` (new or ``resume=True``; then :meth:`train`, :meth:`close`) or
+    :meth:`open` (an existing run directory, for sampling and :meth:`run_tasks`)."""
 
     def __init__(self, recipe: Recipe, host: PluginHost, joined: tuple[World, torch.device] | None = None):
         self.recipe, self.host, c = recipe, host, recipe.run
@@ -69,6 +69,7 @@ class Run:
         torch.manual_seed(derive_seed(c.seed, "init"))
         self.ctx = BuildContext(device=self.device, registry=host.registry)
         self.data, self.objective, self.tasks = build_components(recipe, self.ctx)
+        check_samples_fit("$.run.eval_samples", c.eval_samples, self.data.event_shape, self.device)
         self.world.broadcast_parameters(self.objective)
         optimisers = Optimisers(self.objective, recipe.optim, self.world, c.precision, self.device,
                                 recipe.sections["objective"].type)
@@ -81,10 +82,12 @@ class Run:
         self.checkpoints = Checkpoints(self.out / "checkpoints", self.world, self.state, self.log, versions(host))
         self.guard = DivergenceGuard(self.device, c.max_abs_energy)
         self.on_divergence = Policy(c, self.guard, self.checkpoints)
+        self.notify = Observers(host, self.world, c.hook_timeout_s, self.checkpoints)
         self.evaluate = Evaluation(self.out, self.data, self.objective, self.ctx.built["energy"], seed=c.seed,
-                                   samples=c.eval_samples, device=self.device, on_picture=self._picture)
-        #: observer hooks that raised (reported once each, then not called again in this run)
-        self.hook_faults: list = []
+                                   samples=c.eval_samples, device=self.device, on_picture=lambda step, tag, path:
+                                   self.notify("ebm_picture", run=self, step=step, tag=tag, path=path))
+        #: the run directory's lock, held by a run being written (:meth:`create`)
+        self.lock: RunLock | None = None
 
     @property
     def step(self) -> int:
@@ -92,33 +95,33 @@ class Run:
 
     @classmethod
     def create(cls, recipe: Recipe, *, host: PluginHost | None = None, resume: bool = False) -> Run:
+        """A new run in ``run.out`` (which must be empty), or the run there continued
+        (``resume``); rank 0 holds the directory's lock until :meth:`close`."""
         host = host or default_host()
         out = Path(recipe.run.out)
-
-        def check() -> None:  # on rank 0, which owns the run directory
-            if resume:
-                if not (out / "recipe.toml").is_file():
-                    raise EbmError(f"{out}: nothing to resume (not a run directory); drop --resume to start it")
-                stored = recipe_mod.parse_recipe(recipe_mod.read_toml(out / "recipe.toml"), host.registry,
-                                                 source=str(out / "recipe.toml"))
-                # tasks are not part of the checkpointed state: they may change too
-                changed = recipe_mod.diff(stored, recipe, ignore=("run.steps", "tasks."))
-                if changed:
-                    raise EbmError(f"{out}: --resume needs the run's own recipe; these keys differ: "
-                                   f"{', '.join(changed)} (only run.steps and [tasks.*] may change)")
-            elif out.exists() and any(out.iterdir()):
-                raise EbmError(f"run directory {out} is not empty: continue it with --resume, "
-                               "or choose another with --out DIR")
-
         world, device = join(recipe)
-        world.rank0_first(check)
-        run = cls(recipe, host, (world, device))
-        if resume:
-            run.checkpoints.restore()
-        if world.is_main:
-            run.out.mkdir(parents=True, exist_ok=True)
-            recipe.write(run.out / "recipe.toml")
+        # rank 0 owns the run directory; in a world of N the others wait for its verdict
+        lock = world.rank0_first(lambda: claim(out, recipe, host.registry, resume=resume))
+        try:
+            run = cls(recipe, host, (world, device))
+            run.lock = lock
+            if resume:
+                run.checkpoints.restore()
+                if run.step > recipe.run.steps:
+                    raise EbmError(f"{out}: the run is at step {run.step}, past run.steps = {recipe.run.steps}")
+            if world.is_main:
+                recipe.write(run.out / "recipe.toml")
+        except BaseException:
+            if lock is not None:
+                lock.release(discard=not resume)  # a new run that failed to start leaves no folder
+            raise
         return run
+
+    def close(self) -> None:
+        """Release the run directory and leave the process group."""
+        if self.lock is not None:
+            self.lock.release()
+        self.world.leave()
 
     @classmethod
     def open(cls, out: str | Path, *, host: PluginHost | None = None, overrides: list[str] = ()) -> Run:
@@ -129,13 +132,7 @@ class Run:
         is ``out`` wherever the run was first written (``run.out`` is set to it).
         """
         host = host or default_host()
-        path = Path(out) / "recipe.toml"
-        if Path(out).is_file():
-            refuse_pickle(Path(out), expected="a run directory")
-            raise EbmError(f"{out}: a file, not a run directory (expected the directory `ebm run` wrote, "
-                           "with recipe.toml and checkpoints/)")
-        if not path.is_file():
-            raise EbmError(f"{out}: not a run directory (no recipe.toml)")
+        path = recipe_path(Path(out))
         data = recipe_mod.apply_overrides(recipe_mod.read_toml(path), list(overrides))
         data.setdefault("run", {})["out"] = str(out)
         run = cls(recipe_mod.parse_recipe(data, host.registry, source=str(path)), host)
@@ -150,14 +147,13 @@ class Run:
         from tqdm import tqdm
 
         c = self.recipe.run
-        self._notify("ebm_run_start", run=self)
+        self.notify("ebm_run_start", run=self)
         if c.on_divergence == "rollback" and not self.checkpoints.steps():
             self.checkpoints.save()  # something to roll back to
         self.guard.reset()
         t0 = time.perf_counter()
-        if not self.world.is_main:
-            progress = False
-        bar = tqdm(total=c.steps, initial=self.step, disable=None if progress is None else not progress,
+        shown = progress if self.world.is_main else False  # None: when stderr is a terminal
+        bar = tqdm(total=c.steps, initial=self.step, disable=None if shown is None else not shown,
                    desc=self.out.name, unit="step", dynamic_ncols=True)
         record: dict[str, float] = {}
         with bar, deferred_signals() as received, self.chains():
@@ -168,13 +164,28 @@ class Run:
                     self.on_divergence(exc.divergence)
                     bar.n = self.step
                     bar.refresh()
-        if self.tasks and record.get("step") == c.steps and self.world.is_main:
-            # after the final checkpoint, so a failing task never costs the training
+            if self.world.is_main:
+                record = self._final_record(record)
+        if self.tasks and self.world.is_main and "time/tasks_s" not in record:  # a signal ends them at once
+            if received:
+                raise Interrupted(f"{signal.Signals(received[0]).name} after the final checkpoint (step "
+                                  f"{self.step}): the tasks did not run; --resume runs them", received[0])
             t_tasks = time.perf_counter()
-            record.update(self.run_tasks())
+            with interrupting_signals("the tasks, after the final checkpoint: --resume runs them"):
+                record.update(self.run_tasks())
             record["time/tasks_s"] = round(time.perf_counter() - t_tasks, 3)
             self.log.amend_last(record)
-        self._notify("ebm_run_end", run=self, record=record)
+        self.notify("ebm_run_end", run=self, record=record)
+        return record
+
+    def _final_record(self, record: dict[str, float]) -> dict[str, float]:
+        """The final step's record; a run resumed after the final checkpoint may lack it."""
+        steps = self.recipe.run.steps
+        if record.get("step") != steps:
+            record = self.log.last() or {}
+            if record.get("step") != steps:
+                record = {"step": steps, **self.evaluate(steps, score=True, picture=True, final=True)}
+                self.log.append(record)
         return record
 
     @contextlib.contextmanager
@@ -194,7 +205,7 @@ class Run:
         # averaged over ranks, with "a rank received a signal": every rank stops at the same step
         metrics, stop = world.reduce_metrics(metrics, bool(received), self.device)
         self.guard.observe(step, metrics)
-        self._notify("ebm_step_end", run=self, step=step, metrics=metrics)
+        self.notify("ebm_step_end", run=self, step=step, metrics=metrics)
         if (found := self.guard.poll()) is not None:  # CPU: this step; accelerator: ≤ 1 step late
             raise Diverged(found)
         last = step == c.steps
@@ -202,6 +213,8 @@ class Run:
         pic, ckpt = _due(step, c.sample_every) or last, _due(step, c.checkpoint_every) or last
         if (log or ev or pic or ckpt) and (found := self.guard.settle()) is not None:
             raise Diverged(found)  # nothing is logged or saved from a diverged model
+        if last:  # before the final evaluation and pictures: whatever fails there costs no training
+            self.checkpoints.save()
         record = None
         if log or ev or pic:
             record = {"step": step, **{k: v.item() for k, v in metrics.items()},
@@ -217,9 +230,9 @@ class Run:
                     raise bad or Diverged(Divergence(step, (("fresh samples (rank 0)", math.nan, "non-finite"),)))
             if (log or ev) and world.is_main:
                 self.log.append(record)
-                self._notify("ebm_log", run=self, step=step, record=record)
+                self.notify("ebm_log", run=self, step=step, record=record)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.startswith("loss/")}, refresh=False)
-        if ckpt:
+        if ckpt and not last:
             self.checkpoints.save()
         bar.update(1)
         if stop:
@@ -240,13 +253,6 @@ class Run:
         writing under ``out`` (default the run directory)."""
         return run_tasks(self.tasks, self.objective, self.data, seed=self.recipe.run.seed, device=self.device,
                          out=self.out if out is None else Path(out))
-
-    def _picture(self, step: int, tag: str, path: Path) -> None:
-        self._notify("ebm_picture", run=self, step=step, tag=tag, path=path)
-
-    def _notify(self, hook: str, **kwargs: Any) -> None:
-        if self.world.is_main:  # observers see the reduced metrics, once
-            self.host.notify(hook, faults=self.hook_faults, **kwargs)
 
 
 def build_components(recipe: Recipe, ctx: BuildContext) -> tuple[Data, Objective, dict[str, Task]]:
@@ -270,6 +276,16 @@ def build_components(recipe: Recipe, ctx: BuildContext) -> tuple[Data, Objective
         except (ValueError, TypeError, EbmError) as exc:
             raise EbmError(f"$.tasks.{label}: cannot build task '{section.type}': {exc}") from exc
     return ctx.built["data"], objective, tasks
+
+
+#: copies of its samples a chain holds at once (state, gradient, noise, proposal), for estimates
+CHAIN_COPIES = 4
+
+
+def check_samples_fit(key: str, n: int, event_shape: tuple[int, ...], device: torch.device) -> None:
+    """Refuse, naming ``key``, ``n`` chains of ``event_shape`` that would not fit in memory."""
+    check_fits(key, tensor_bytes(n, *event_shape) * CHAIN_COPIES, device=device,
+               what=f"{n} chains of shape {tuple(event_shape)}, float32, ×{CHAIN_COPIES} for their updates")
 
 
 def join(recipe: Recipe) -> tuple[World, torch.device]:
@@ -300,18 +316,18 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def run_recipe(source: str | Path | dict, *, overrides: list[str] = (), out: str | None = None,
+def run_recipe(source: str | Path | dict, *, overrides: list[str] = (), out: str | Path | None = None,
                resume: bool = False, host: PluginHost | None = None,
                progress: bool | None = None) -> dict[str, float]:
     """Run a recipe (a path or a dict) from Python; returns the final record."""
     host = host or default_host()
-    overrides = list(overrides) + ([f"run.out={json.dumps(str(out))}"] if out else [])
-    if isinstance(source, dict):
-        recipe = recipe_mod.parse_recipe(recipe_mod.apply_overrides(source, overrides), host.registry)
-    else:
-        recipe = recipe_mod.load_recipe(source, host.registry, overrides)
+    data = dict(source) if isinstance(source, dict) else recipe_mod.read_toml(source)
+    data = recipe_mod.apply_overrides(data, list(overrides))
+    if out is not None and isinstance(data.get("run", {}), dict):  # a path as given, never parsed as TOML
+        data["run"] = {**data.get("run", {}), "out": str(out)}
+    recipe = recipe_mod.parse_recipe(data, host.registry, source=None if isinstance(source, dict) else str(source))
     run = Run.create(recipe, host=host, resume=resume)
     try:
         return run.train(progress=progress)
     finally:
-        run.world.leave()
+        run.close()

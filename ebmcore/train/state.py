@@ -135,16 +135,24 @@ class Checkpoints:
                                   f"RNG; resume it with as many (torchrun --nproc-per-node), not {self.world.size}")
         state = self.state
         model = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+        file = self.directory / f"step-{step:06d}.safetensors"
         try:
             state.objective.load_state_dict(model)
         except RuntimeError as exc:
-            raise CheckpointError(f"{self.directory}: checkpoint does not fit the recipe's model: "
+            raise CheckpointError(f"{file}: checkpoint does not fit the recipe's model: "
                                   f"{str(exc).splitlines()[0]}") from None
-        state.optimisers.restore(tensors, meta["optim"])
-        state.stream.restore(tensors)
-        state.rng.set_state(tensors["rng/train"])
-        torch.set_rng_state(tensors["rng/torch"])
-        state.rollbacks = list(meta.get("rollbacks", []))
+        rollbacks = meta.get("rollbacks", [])
+        try:  # every part checked: a file edited by hand is refused, not half-loaded with a traceback
+            scale = rollbacks[-1]["lr_scale"] if rollbacks else 1.0
+            state.optimisers.restore(tensors, meta["optim"], lr_scale=scale)
+            state.stream.restore(tensors)
+            state.rng.set_state(tensors["rng/train"])
+            torch.set_rng_state(tensors["rng/torch"])
+        except KeyError as exc:
+            raise CheckpointError(f"{file}: incomplete checkpoint: no {exc}") from None
+        except (ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"{file}: damaged checkpoint: {str(exc).splitlines()[0]}") from None
+        state.rollbacks = list(rollbacks)
         state.step = step
         if resuming and self.world.is_main:
             self.log.truncate(step)

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from ebm_coop.objectives import Cooperative
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
+from ebmcore.kit.files import write_via
 
 
 @attrs.frozen
@@ -39,7 +40,7 @@ def side_by_side(pictures: list[tuple[str, Path]], path: Path) -> None:
         canvas.paste(im, (x, top))
         draw.text((x + 4, 3), caption, fill="black")
         x += im.width + 10
-    canvas.save(path)
+    write_via(Path(path), lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 class Revision(Task):

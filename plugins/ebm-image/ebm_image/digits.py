@@ -6,6 +6,7 @@ import torch
 from ebm_image.common import ImageData, resize, to_unit_range
 from ebmcore import Batch, EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.memory import check_fits, tensor_bytes
 
 
 @attrs.frozen
@@ -34,6 +35,8 @@ class DigitsData(ImageData):
     @classmethod
     def from_config(cls, c: DigitsConfig, ctx=None) -> "DigitsData":
         x, y = load_digits_tensor()
+        check_fits("$.data.size", tensor_bytes(len(x), 1, c.size, c.size),
+                   what=f"{len(x):,} images of {c.size}×{c.size} as float32")
         x = resize(x, c.size)
         if c.heldout >= len(x):
             raise EbmError(f"data.digits: heldout = {c.heldout} leaves no training images (of {len(x)})")

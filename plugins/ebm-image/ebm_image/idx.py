@@ -11,7 +11,8 @@ The held-out set (for metrics and tasks) is the other split: ``test`` when train
 ``test_labels`` when given.
 """
 
-import gzip
+import math
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,8 @@ import torch
 from ebm_image.common import ImageData, resize, to_unit_range
 from ebmcore import Batch, EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.files import read_regular
+from ebmcore.kit.memory import available_bytes, check_fits, tensor_bytes
 
 FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_FILES = {
@@ -70,20 +73,15 @@ class IdxConfig:
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (gzip if it starts with the gzip magic) into a numpy array.
 
-    A missing, corrupt or truncated file raises :class:`EbmError` naming the file.
+    A missing, corrupt or truncated file, one that is not a regular file, and one whose
+    dimensions need more memory than there is raise :class:`EbmError` naming the file. A
+    gzip file is decompressed only as far as its header's dimensions need, so one that
+    decompresses to more (a gzip bomb) is refused without being decompressed.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise EbmError(f"{path}: IDX file not found") from None
-    except OSError as exc:
-        raise EbmError(f"{path}: cannot read IDX file: {exc}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, ValueError) as exc:
-            raise EbmError(f"{path}: corrupt gzip in IDX file: {exc}") from None
+    data = read_regular(path, limit=available_bytes(), what="an IDX file")
+    packed = data[:2] == b"\x1f\x8b"
+    raw = _gunzip(path, data, _MAX_HEADER) if packed else data
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES or raw[3] == 0:
         raise EbmError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     dtype, ndim = np.dtype(_DTYPES[raw[2]]), raw[3]
@@ -91,11 +89,36 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < header:
         raise EbmError(f"{path}: truncated IDX file (header needs {header} bytes, has {len(raw)})")
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    need = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    need = header + math.prod(dims) * dtype.itemsize
+    # its copy in native byte order, and first the decompressed data (a plain file is read already)
+    check_fits(str(path), (2 if packed else 1) * need, what=f"an IDX file of dimensions {dims}")
+    if packed:
+        raw = _gunzip(path, data, need)
     if len(raw) != need:
         kind = "truncated" if len(raw) < need else "oversized"
-        raise EbmError(f"{path}: {kind} IDX file: dimensions {dims} need {need} bytes, file has {len(raw)}")
+        has = "decompresses to more" if packed and len(raw) > need else f"has {len(raw)}"
+        raise EbmError(f"{path}: {kind} IDX file: dimensions {dims} need {need} bytes, file {has}")
     return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+#: the longest IDX header: the magic number and 255 dimensions of 4 bytes
+_MAX_HEADER = 4 + 4 * 255
+
+
+def _gunzip(path: Path, packed: bytes, limit: int) -> bytes:
+    """What gzip data ``packed`` decompresses to, up to ``limit + 1`` bytes: decompression
+    stops there, so one byte more than ``limit`` says "larger" without decompressing the rest."""
+    out = bytearray()
+    try:
+        while packed and len(out) <= limit:  # every gzip member, as gzip.decompress reads them
+            member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += member.decompress(packed, limit + 1 - len(out))
+            if not member.eof and len(out) <= limit:
+                raise EbmError(f"{path}: corrupt gzip in IDX file: it ends before its end-of-stream marker")
+            packed = member.unused_data
+    except zlib.error as exc:
+        raise EbmError(f"{path}: corrupt gzip in IDX file: {exc}") from None
+    return bytes(out)
 
 
 def _paths(c: IdxConfig) -> tuple[tuple[Path, Path | None], tuple[Path, Path | None] | None]:
@@ -132,6 +155,10 @@ def read_idx_images(images_path: Path, labels_path: Path | None,
     if limit is not None:
         images = images[:limit]
         labels = None if labels is None else labels[:limit]
+    n, c = images.shape[:2]
+    check_fits(str(images_path), tensor_bytes(*images.shape), what=f"{n:,} images as float32")
+    if size is not None:
+        check_fits("$.data.size", tensor_bytes(n, c, size, size), what=f"{n:,} images resized to {size}×{size}")
     scale = 255.0 if images.dtype == np.uint8 else float(max(images.max(), 1))
     x = to_unit_range(torch.from_numpy(np.ascontiguousarray(images)), scale)
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64))

@@ -29,11 +29,12 @@ import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ebm_image.common import ImageData
+from ebm_image.common import ImageData, read_image
 from ebmcore import EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.memory import check_fits, tensor_bytes
 from ebmcore.kit.metrics import Yardsticks
 
 BUNDLED = ("brick", "grass", "gravel")
@@ -49,8 +50,9 @@ class TextureConfig:
         "scikit-image's bundled 512×512 texture (ignored when `path` is set)", default="brick")
     path: str = cfg.doc("an image file to use instead (any format PIL reads; converted to grey)",
                         default="")
-    scale: int = cfg.positive("the exemplar is resized to scale × scale (bilinear, antialiased)",
-                              default=128)
+    # at most 4096: the percentile stretch (torch.quantile) takes at most 2**24 values
+    scale: int = attrs.field(default=128, validator=[attrs.validators.gt(0), attrs.validators.le(4096)],
+                             metadata={"doc": "the exemplar is resized to scale × scale (bilinear, antialiased)"})
     size: int = cfg.positive("training crops and samples are size × size (≤ scale)", default=64)
     n_crops: int = cfg.positive("random crops making the training set (drawn once from `seed`)",
                                 default=256)
@@ -63,15 +65,7 @@ class TextureConfig:
 def load_exemplar(name: str = "brick", path: str = "", scale: int = 128, stretch: bool = True) -> torch.Tensor:
     """The exemplar ``(1, scale, scale)`` in [−1, 1]; a missing or unreadable file → EbmError naming it."""
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise EbmError(f"{p}: texture image not found")
-        try:
-            with Image.open(p) as img:
-                img = img.convert("L")
-                img.load()
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise EbmError(f"{p}: cannot read image: {exc}") from None
+        img = read_image(Path(path), "L")
     else:
         if name not in BUNDLED:
             raise EbmError(f"unknown texture {name!r}: bundled are {', '.join(BUNDLED)}")
@@ -147,6 +141,8 @@ class TextureData(ImageData):
         if c.size > c.scale:
             raise EbmError(f"data.texture: size = {c.size} is larger than scale = {c.scale} "
                            "(crops are cut from the scale × scale exemplar)")
+        check_fits("$.data.n_crops", tensor_bytes(c.n_crops, c.size, c.size),
+                   what=f"{c.n_crops:,} float32 crops of {c.size}×{c.size}")
         exemplar = load_exemplar(c.name, c.path, c.scale, c.stretch)
         return cls(exemplar, size=c.size, n_crops=c.n_crops, seed=c.seed, batch_size=c.batch_size,
                    name=c.path or c.name)

@@ -94,7 +94,7 @@ def test_an_image_file_is_a_texture_and_a_missing_one_is_named(tmp_path):
     Image.fromarray((np.indices((40, 40)).sum(0) % 8 * 32).astype(np.uint8)).save(path)
     data = TextureData.from_config(TextureConfig(path=str(path), scale=40, size=40, n_crops=3))
     assert data.x.shape == (3, 1, 40, 40) and torch.equal(data.x[0], data.x[1])  # scale = size: the exemplar
-    with pytest.raises(EbmError, match="nothere.png: texture image not found"):
+    with pytest.raises(EbmError, match="nothere.png: no such file"):
         load_exemplar(path=str(tmp_path / "nothere.png"))
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(EbmError, match="bad.png: cannot read image"):

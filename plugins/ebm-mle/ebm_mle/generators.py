@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ebmcore import Generator
 from ebmcore import config as cfg
+from ebmcore.kit.memory import check_fits, tensor_bytes
 
 
 def _below_high(inst, attr, value):
@@ -105,6 +106,8 @@ class ReplayBuffer(Generator):
     @classmethod
     def from_config(cls, c: ReplayBufferConfig, ctx) -> "ReplayBuffer":
         shape = ctx.need_event_shape("generator 'replay_buffer'")
+        check_fits("$.generator.size", tensor_bytes(c.size, *shape), device=ctx.device,
+                   what=f"{c.size:,} stored samples of shape {tuple(shape)}")
         return cls(shape, c.size, c.reinit, _noise_from(c, shape, ctx.device), ctx.device)
 
     def sample(self, n, *, rng, cond=None, data=None):

@@ -9,6 +9,7 @@ import torch
 from ebm_toy.datasets import TOY_DATASETS, data_bounds, sample_toy
 from ebmcore import Batch, Data
 from ebmcore import config as cfg
+from ebmcore.kit.memory import check_fits, tensor_bytes
 from ebmcore.kit.metrics import Yardsticks, beside, mmd2
 from ebmcore.kit.pictures import density_png, scatter_png
 
@@ -53,6 +54,12 @@ class ToyData(Data):
 
     @classmethod
     def from_config(cls, c: ToyDataConfig, ctx=None) -> "ToyData":
+        # drawing n points holds up to six float64 (n, 2) tensors at once (pinwheel, measured)
+        check_fits("$.data.n_train", 6 * tensor_bytes(c.n_train, 2, itemsize=8),
+                   what=f"drawing {c.n_train:,} points")
+        # MMD² against the held-out set holds three float64 n_test × n_test kernel matrices
+        check_fits("$.data.n_test", 3 * tensor_bytes(c.n_test, c.n_test, itemsize=8),
+                   what=f"MMD² against {c.n_test:,} held-out points")
         return cls(c.name, c.batch_size, c.n_train, c.n_test, c.seed)
 
     def dataset(self) -> Batch:

@@ -8,6 +8,7 @@ from torch import nn
 
 from ebmcore import Energy
 from ebmcore import config as cfg
+from ebmcore.kit.memory import check_fits, tensor_bytes
 
 _ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh,
                 "leaky_relu": lambda: nn.LeakyReLU(0.2), "softplus": nn.Softplus}
@@ -43,7 +44,12 @@ class MLPEnergy(Energy):
     @classmethod
     def from_config(cls, c: MLPEnergyConfig, ctx) -> "MLPEnergy":
         shape = ctx.need_event_shape("energy 'mlp'")
-        return cls(math.prod(shape), c.hidden, c.activation, c.spectral_norm, c.reference_std)
+        widths = [math.prod(shape), *c.hidden, 1]
+        n = sum(a * b + b for a, b in zip(widths, widths[1:]))  # weights and biases
+        # training holds each parameter four times: the value, its gradient and Adam's two moments
+        check_fits("$.energy.hidden", 4 * tensor_bytes(n),
+                   what=f"{n:,} float32 parameters, each with its gradient and Adam's two moments")
+        return cls(widths[0], c.hidden, c.activation, c.spectral_norm, c.reference_std)
 
     def forward(self, x, cond=None):
         x = x.flatten(1)
