@@ -6,6 +6,7 @@ the wrong noise, and ULA with a large step fail them.
 """
 
 import math
+import re
 import subprocess
 import sys
 from typing import NamedTuple
@@ -23,6 +24,7 @@ from ebmcore.kit.conformance import (
     check_gaussian_10d,
     check_mixture,
     check_nan_rejected,
+    stiffest_direction_error,
 )
 from ebmcore.kit.diagnostics import autocorrelation, effective_sample_size
 
@@ -144,9 +146,51 @@ def test_banana_check_catches_a_gaussian_with_the_right_mean_and_covariance():
         check_banana(Moments())
 
 
+def _resonant(factor):
+    """Exact draws, except that the variance along the target's stiffest direction is
+    ``factor``× the truth: what HMC whose fixed trajectory resonates there produces."""
+
+    class Resonant(Exact):
+        def step(self, state, energy, *, rng, cond=None, mask=None):
+            x = energy.sample(len(state.x), rng=rng)
+            v = torch.linalg.eigh(energy.precision.double()).eigenvectors[:, -1].float()  # Σ's smallest eigenvalue
+            along = (x - energy.mean) @ v
+            return _State(x + (math.sqrt(factor) - 1) * along[:, None] * v), None
+
+        def __repr__(self):
+            return f"Resonant({factor})"
+
+    return Resonant()
+
+
+@pytest.mark.parametrize("check", [check_anisotropic_gaussian, check_gaussian_10d], ids=lambda c: c.__name__)
+def test_a_variance_1_86_times_too_large_along_the_stiffest_direction_fails(check):
+    # the resonance issue 19 measured for HMC on the 10-D Gaussian (variance 1.86× there)
+    with pytest.raises(AssertionError, match=r"stiffest-direction error 0\.8\d* > tol 0\.14") as e:
+        check(_resonant(1.86))
+    assert re.search(r"variance along the stiffest direction 1\.8\d*× exact", str(e.value))
+
+
+def test_the_stiffest_direction_is_checked_tighter_than_the_worst_direction():
+    # 17 % too wide along the stiffest direction is inside the covariance tolerance (0.2, the
+    # worst of ten directions) but not the stiffest direction's (0.14); 40,000 chains keep
+    # the sampling noise (sd 0.007 there) from deciding either way
+    with pytest.raises(AssertionError, match=r"10d_target\(\): stiffest-direction error 0\.1[5-9]\d* > tol 0\.14\n"):
+        check_gaussian_10d(_resonant(1.17), n_chains=40000)
+    r = check_gaussian_10d(_resonant(1.17), n_chains=40000, stiff_tol=0.2)
+    assert r["cov_error"] < 0.2 and r["stiffest_error"] == pytest.approx(0.17, abs=0.025)
+
+
+def test_stiffest_direction_error_is_the_relative_variance_error_along_the_smallest_eigenvector():
+    cov = torch.tensor([[2.0, 0.0], [0.0, 0.5]])
+    assert stiffest_direction_error(torch.tensor([[9.0, 0.3], [0.3, 0.6]]), cov) == pytest.approx(0.2)
+    assert stiffest_direction_error(torch.tensor([[2.0, 0.0], [0.0, 0.4]]), cov) == pytest.approx(-0.2)
+
+
 def test_a_passing_check_returns_what_it_measured():
     r = check_anisotropic_gaussian(Exact())
-    assert set(r) == {"mean", "cov", "mean_error", "cov_error"}
+    assert set(r) == {"mean", "cov", "mean_error", "cov_error", "stiffest_error"}
+    assert abs(r["stiffest_error"]) < 0.14
     assert r["cov"].dtype == torch.float64 and r["cov"].shape == (2, 2)
     assert abs(r["cov"][1, 1].item() - 0.01) < 0.001
     m = check_mixture(Exact())

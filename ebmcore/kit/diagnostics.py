@@ -1,13 +1,21 @@
-"""MCMC diagnostics: autocorrelation and effective sample size of multi-chain traces.
+"""MCMC diagnostics: autocorrelation, effective sample size and R-hat of multi-chain traces.
 
 A trace is shaped ``(n_steps, n_chains, dim)`` or ``(n_steps, n_chains)`` (one scalar per
 chain and step), e.g. the stacked states of a sampler's chains. Everything is torch (FFT
 for the autocovariances) and computed in float64.
 
-The estimators are Stan's (Gelman et al., *Bayesian Data Analysis*, 3rd ed., §11.5;
-the Stan reference manual, "Effective sample size"), as ArviZ implements them without
-rank normalization: autocorrelations are pooled over chains, and the sum over lags is
-truncated by Geyer's initial positive sequence, made monotone.
+:func:`effective_sample_size` is Stan's estimator (Gelman et al., *Bayesian Data
+Analysis*, 3rd ed., §11.5; the Stan reference manual, "Effective sample size"), as ArviZ
+implements it without rank normalization: autocorrelations are pooled over chains, and
+the sum over lags is truncated by Geyer's initial positive sequence, made monotone.
+
+:func:`rhat`, :func:`ess_bulk` and :func:`ess_tail` are the convergence diagnostics of
+Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), "Rank-normalization, folding, and
+localization: an improved R-hat for assessing convergence of MCMC", *Bayesian Analysis*
+16(2), as Stan and ArviZ compute them: chains are split in half (a chain that drifts
+shows up as two chains that disagree) and draws are replaced by the normal scores of
+their ranks, so that the diagnostics exist for heavy tails (Cauchy) and do not depend on
+a monotone transformation of the draws.
 
 :func:`auroc` scores how well a scalar (an energy) separates two sets, for
 out-of-distribution detection.
@@ -20,7 +28,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["auroc", "autocorrelation", "autocovariance", "effective_sample_size"]
+__all__ = ["auroc", "autocorrelation", "autocovariance", "effective_sample_size", "ess_bulk", "ess_tail",
+           "rhat", "rhat_bulk", "rhat_folded"]
 
 
 def _as_3d(chain: Tensor) -> tuple[Tensor, bool]:
@@ -46,6 +55,17 @@ def autocovariance(chain: Tensor) -> Tensor:
     return acov[..., 0] if squeeze else acov
 
 
+def _pooled_variance(x: Tensor, w: Tensor) -> Tensor:
+    """var⁺ = (n−1)/n·W + B/n of an (n, m, d) trace with mean within-chain variance ``w``:
+    B/n is the variance of the m chain means (ddof 1; 0 for one chain). It overestimates
+    the target's variance while the chains have not mixed, W underestimates it."""
+    n, m = x.shape[:2]
+    var_plus = w * (n - 1) / n
+    if m > 1:
+        var_plus = var_plus + x.mean(0).var(0, unbiased=True)
+    return var_plus
+
+
 def autocorrelation(chain: Tensor) -> Tensor:
     """Multi-chain autocorrelation ρ̂(t), t = 0…n−1, per dimension.
 
@@ -60,15 +80,12 @@ def autocorrelation(chain: Tensor) -> Tensor:
     Returns shape ``(n, d)`` for a ``(n, m, d)`` trace, ``(n,)`` for ``(n, m)``.
     """
     x, squeeze = _as_3d(chain)
-    n, m = x.shape[:2]
+    n = x.shape[0]
     if n < 2:
         raise ValueError("autocorrelation needs at least 2 steps")
     acov = autocovariance(x)                       # (n, m, d)
     w = acov[0].mean(0) * n / (n - 1)              # (d,)
-    var_plus = w * (n - 1) / n
-    if m > 1:
-        var_plus = var_plus + x.mean(0).var(0, unbiased=True)
-    rho = 1 - (w - acov.mean(1)) / var_plus        # (n, d)
+    rho = 1 - (w - acov.mean(1)) / _pooled_variance(x, w)  # (n, d)
     rho[0] = 1.0
     return rho[:, 0] if squeeze else rho
 
@@ -109,6 +126,114 @@ def effective_sample_size(chain: Tensor) -> Tensor:
     return ess[0] if squeeze else ess
 
 
+def _split(x: Tensor) -> Tensor:
+    """(n, m, d) → (⌊n/2⌋, 2m, d): the first and the last half of every chain as two chains
+    (first halves, then second halves; the middle draw of an odd n dropped, as in Stan)."""
+    n = x.shape[0]
+    if n < 4:
+        raise ValueError(f"split-chain diagnostics need at least 4 steps, got {n}")
+    half = n // 2
+    return torch.cat([x[:half], x[n - half:]], 1)
+
+
+def _average_ranks(x: Tensor) -> Tensor:
+    """1-based ranks along dim 0 of an (N, d) tensor, ties sharing their average rank."""
+    cols = x.T.contiguous()
+    ordered = cols.sort(-1).values
+    below = torch.searchsorted(ordered, cols)               # values strictly smaller
+    upto = torch.searchsorted(ordered, cols, right=True)    # values smaller or equal
+    return ((below + upto + 1) / 2).double().T
+
+
+def _rank_normalize(x: Tensor) -> Tensor:
+    """Normal scores z = Φ⁻¹((r − 3/8)/(S + 1/4)) of the average ranks r over all S draws
+    (every chain) of each dimension of an (n, m, d) trace; a dimension with a NaN gets NaN."""
+    n, m, d = x.shape
+    flat = x.reshape(n * m, d)
+    z = torch.special.ndtri((_average_ranks(flat) - 0.375) / (n * m + 0.25))
+    return torch.where(flat.isnan().any(0), torch.nan, z).reshape(n, m, d)
+
+
+def _quantile(flat: Tensor, p: float) -> Tensor:
+    """The p-quantile of each column of an (N, d) tensor, interpolated linearly between order
+    statistics (NumPy's default; torch.quantile refuses columns of more than 2²⁴ draws).
+    NaN for a column with a NaN."""
+    ordered = flat.sort(0).values
+    pos = p * (len(flat) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(flat) - 1)
+    q = ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
+    return torch.where(flat.isnan().any(0), torch.nan, q)
+
+
+def _rhat(x: Tensor) -> Tensor:
+    """sqrt(var⁺/W) of an (n, m, d) trace (m ≥ 2), W the mean within-chain variance (ddof 1)."""
+    w = x.var(0).mean(0)
+    return (_pooled_variance(x, w) / w).sqrt()
+
+
+def rhat_bulk(chain: Tensor) -> Tensor:
+    """Rank-normalized split R-hat: R-hat of the normal scores of the split chains.
+
+    Near 1 when the chains agree on location; above 1 (Vehtari et al. recommend 1.01 as
+    the threshold) when some chain sits elsewhere or drifts. Blind to chains that differ
+    only in scale: see :func:`rhat_folded`. ``chain`` is ``(n, m, d)`` or ``(n, m)``
+    with n ≥ 4; returns ``(d,)`` or a 0-d tensor (float64). A constant dimension gets NaN.
+    """
+    x, squeeze = _as_3d(chain)
+    r = _rhat(_rank_normalize(_split(x)))
+    return r[0] if squeeze else r
+
+
+def rhat_folded(chain: Tensor) -> Tensor:
+    """Rank-normalized folded split R-hat: :func:`rhat_bulk` of |x − median(x)|.
+
+    Folding turns a difference in spread into a difference in location, so chains with
+    equal means but different scales (one stuck in a funnel's neck, one in its mouth) are
+    flagged. Same shapes as :func:`rhat_bulk`.
+    """
+    x, squeeze = _as_3d(chain)
+    split = _split(x)
+    median = _quantile(split.reshape(-1, split.shape[2]), 0.5)
+    r = _rhat(_rank_normalize((split - median).abs()))
+    return r[0] if squeeze else r
+
+
+def rhat(chain: Tensor) -> Tensor:
+    """R-hat of Vehtari et al. (2021): max(:func:`rhat_bulk`, :func:`rhat_folded`).
+
+    Flags chains that disagree in location or in scale; with heavy tails (Cauchy draws)
+    it stays finite and near 1 for mixed chains, because the ranks are. Same shapes as
+    :func:`rhat_bulk`.
+    """
+    return torch.maximum(rhat_bulk(chain), rhat_folded(chain))
+
+
+def ess_bulk(chain: Tensor) -> Tensor:
+    """Bulk effective sample size: :func:`effective_sample_size` of the normal scores of the
+    split chains. The precision of estimates of the centre of the distribution (mean,
+    median); it exists whether or not the target has a finite variance. ``chain`` is
+    ``(n, m, d)`` or ``(n, m)`` with n ≥ 4; returns ``(d,)`` or a 0-d tensor (float64).
+    """
+    x, squeeze = _as_3d(chain)
+    ess = effective_sample_size(_rank_normalize(_split(x)))
+    return ess[0] if squeeze else ess
+
+
+def ess_tail(chain: Tensor) -> Tensor:
+    """Tail effective sample size: the smaller of the :func:`effective_sample_size` of the
+    split indicator chains I(x ≤ q₀.₀₅) and I(x ≤ q₀.₉₅), q the quantiles over all draws.
+    The precision of the 5 % and 95 % quantiles (a 90 % interval); chains that rarely visit
+    a tail have a small tail ESS even when their bulk ESS is large. Same shapes as
+    :func:`ess_bulk`; NaN where an indicator does not vary over the split chains.
+    """
+    x, squeeze = _as_3d(chain)
+    flat = x.reshape(-1, x.shape[2])
+    low, high = (effective_sample_size(_split((x <= _quantile(flat, p)).double())) for p in (0.05, 0.95))
+    ess = torch.minimum(low, high)
+    return ess[0] if squeeze else ess
+
+
 def auroc(scores_in: Tensor, scores_out: Tensor) -> float:
     """Area under the ROC curve of a score that should be higher out of distribution.
 
@@ -124,10 +249,7 @@ def auroc(scores_in: Tensor, scores_out: Tensor) -> float:
         raise ValueError(f"auroc needs scores on both sides, got {len(a)} in and {len(b)} out")
     if a.isnan().any() or b.isnan().any():
         raise ValueError("auroc: scores contain NaN")
-    both = torch.cat([a, b])
-    values, inverse, counts = torch.unique(both, sorted=True, return_inverse=True, return_counts=True)
-    below = torch.cumsum(counts, 0) - counts                     # elements strictly smaller
-    ranks = (below + (counts + 1) / 2).double()[inverse]         # 1-based average ranks
+    ranks = _average_ranks(torch.cat([a, b])[:, None])[:, 0]
     n_in, n_out = len(a), len(b)
     u = ranks[n_in:].sum() - n_out * (n_out + 1) / 2
     return float(u / (n_in * n_out))

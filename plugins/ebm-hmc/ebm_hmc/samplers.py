@@ -25,7 +25,7 @@ from ebm_hmc.adaptation import (
 )
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
-from ebmcore.kernel import metropolis, normal_like, select
+from ebmcore.kernel import metropolis, normal_like, select, uniform_like
 
 
 def _fewer_than_n_steps(inst, _attr, value):
@@ -43,6 +43,11 @@ class HMCConfig:
     n_steps: int = cfg.positive("chain length, in HMC steps (warm-up included)", default=60)
     mass: float = cfg.positive("mass m: momentum p ~ N(0, m·I)", default=1.0)
     temperature: float = cfg.positive("temperature T: samples exp(−E/T)", default=1.0)
+    jitter: float = attrs.field(
+        default=0.0, validator=[attrs.validators.ge(0), attrs.validators.lt(1)],
+        metadata={"doc": "each chain's ε drawn uniformly from [ε(1 − jitter), ε(1 + jitter)] at every "
+                         "step: a fixed trajectory can resonate (turn a direction by ≈ π and stay "
+                         "there), a jittered one cannot; 0: off"})
     adapt_steps: int = attrs.field(
         default=0, validator=[attrs.validators.ge(0), _fewer_than_n_steps],
         metadata={"doc": "first steps of each chain that tune ε by dual averaging (0: off)"})
@@ -87,16 +92,20 @@ def _add_(y: Tensor, x: Tensor, c: float | Tensor) -> Tensor:
 
 def hmc_kernel(x: Tensor, e: Tensor, g: Tensor, energy: nn.Module, step_size: float | Tensor,
                n_leapfrog: int, *, mass: float, temperature: float, rng: torch.Generator,
-               cond: Tensor | None = None, mask: Tensor | None = None,
+               cond: Tensor | None = None, mask: Tensor | None = None, jitter: float = 0.0,
                ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor, Tensor]:
     """One HMC transition from (x, E(x), ∇E(x)); returns the new (x, E, ∇E), the acceptance
-    probability and the accepted mask per chain. ``step_size`` is a number or a 0-d tensor."""
+    probability and the accepted mask per chain. ``step_size`` is a number or a 0-d tensor;
+    with ``jitter`` each chain's is scaled by a draw from U(1 − jitter, 1 + jitter)."""
     p = normal_like(x, rng)
     if mask is not None:
         p.masked_fill_(mask, 0)  # observed coordinates get no momentum, so never move
     if mass != 1:
         p.mul_(mass ** 0.5)
     events = tuple(range(1, x.dim()))  # sum over all but the batch dimension
+    if jitter:  # per chain: a (batch, 1, …) factor that broadcasts over the event dimensions
+        u = uniform_like(x.new_empty((x.shape[0],) + (1,) * len(events)), rng)
+        step_size = u.mul_(2 * jitter).add_(1 - jitter).mul_(step_size)
     kinetic0 = _per_chain(p.square(), events)
     c_x, c_p = step_size / mass, -step_size / temperature  # x += c_x·p;  p += c_p·∇E
     c_half = c_p / 2
@@ -142,7 +151,7 @@ class HMC(Sampler):
         eps = state.step_size if c.adapt_steps else c.step_size
         (x, e, g), prob, accepted = hmc_kernel(
             state.x, state.energy, state.grad, energy, eps, c.n_leapfrog, mass=c.mass,
-            temperature=c.temperature, rng=rng, cond=cond, mask=mask)
+            temperature=c.temperature, rng=rng, cond=cond, mask=mask, jitter=c.jitter)
         da, next_eps = state.adaptation, state.step_size
         if da is not None:
             da = dual_averaging_update(da, prob.mean(), c.target_accept)

@@ -1,3 +1,4 @@
+import math
 
 import pytest
 import torch
@@ -10,9 +11,11 @@ from ebmcore.kit.conformance import (
     GaussianEnergy,
     check_carried_state,
     check_gaussian_2d,
+    check_gaussian_10d,
     check_masked_conditional,
     check_nan_rejected,
     check_rng_discipline,
+    gaussian_10d_target,
 )
 
 
@@ -128,3 +131,33 @@ def test_hmc_passes_the_conformance_checks(check, step_size, n_leapfrog, n_steps
         pytest.skip(f"ebmcore.kit.conformance has no {check}")
     getattr(ebmcore.kit.conformance, check)(HMC(step_size=step_size, n_leapfrog=n_leapfrog, n_steps=n_steps,
                                         adapt_steps=n_steps * 2 // 5, compile=compile))
+
+
+def _stiffest_variance_ratio(sampler) -> float:
+    """Sample variance along the 10-D target's stiffest direction ÷ the true variance there."""
+    mean, cov = gaussian_10d_target()
+    lam, vec = torch.linalg.eigh(cov.double())
+    rng = torch.Generator().manual_seed(0)
+    x = sampler.run(torch.randn(4000, 10, generator=rng), GaussianEnergy(mean, cov), rng=rng)
+    return float(((x.double() - mean.double()) @ vec[:, 0]).var() / lam[0])
+
+
+def test_jitter_breaks_the_resonance_of_a_fixed_trajectory():
+    """ε·ω·L = π in the 10-D target's stiffest direction (σ = 0.5, so ω = 2; L = 10): every
+    fixed trajectory turns that direction by π, mirroring the chain instead of mixing it, so
+    its variance stays near that of the starts. Drawing each chain's ε from ±50 % mixes it."""
+    eps = math.pi * 0.5 / 10
+    assert _stiffest_variance_ratio(HMC(step_size=eps, n_leapfrog=10, n_steps=150)) > 3
+    jittered = HMC(step_size=eps, n_leapfrog=10, n_steps=150, jitter=0.5)
+    assert abs(_stiffest_variance_ratio(jittered) - 1) < 0.1
+    check_gaussian_10d(jittered)
+
+
+def test_jitter_draws_a_step_size_per_chain_and_compiles_to_the_same_chain():
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
+    runs = [HMC(step_size=0.3, n_leapfrog=3, n_steps=5, jitter=0.5, compile=c).run(
+        x0, energy, rng=torch.Generator().manual_seed(2)) for c in (False, True)]
+    torch.testing.assert_close(runs[0], runs[1])
+    fixed = HMC(step_size=0.3, n_leapfrog=3, n_steps=5).run(x0, energy, rng=torch.Generator().manual_seed(2))
+    assert not torch.equal(runs[0], fixed)
