@@ -3,6 +3,7 @@
 import signal
 
 import pytest
+import torch
 
 
 @pytest.fixture
@@ -17,3 +18,13 @@ def within_seconds():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread during the test, restored after (a thread count left changed
+    would change later in-process results against subprocess runs in the last digit)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -216,6 +216,10 @@ class Task(abc.ABC):
     no state worth checkpointing.
     """
 
+    #: also run at every scored evaluation during training, its metrics in that record
+    #: (a held-out likelihood followed as the model learns)
+    every_evaluation: bool = False
+
     @abc.abstractmethod
     def run(self, objective: Objective, data: Data, *, rng: torch.Generator, out: Path) -> dict[str, float]:
         """Do the task; return its metrics as floats and write any pictures into ``out``

@@ -1,7 +1,6 @@
 import copy
 
 import pytest
-import torch
 from support import TINY
 
 
@@ -26,11 +25,3 @@ def _metrics_cache(tmp_path_factory):
         os.environ["EBM_CACHE_DIR"] = old
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one thread during the test, restored after (a thread count left changed
-    would change later in-process results against subprocess runs in the last digit)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

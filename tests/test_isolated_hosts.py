@@ -53,6 +53,9 @@ CASES = {
     ("sampler", "langevin"): {"sampler": ("langevin", {})},
     ("sampler", "mala"): {"sampler": ("mala", {})},
     ("sampler", "hmc"): {"sampler": ("hmc", {})},
+    ("sampler", "nuts"): {"sampler": ("nuts", {})},
+    ("sampler", "annealed_langevin"): {"sampler": ("annealed_langevin", {})},
+    ("sampler", "parallel_tempering"): {"sampler": ("parallel_tempering", {})},
     **{("generator", g): {"data": VECTORS, "generator": (g, {})}
        for g in ("uniform", "gaussian", "replay_buffer", "data")},
     ("objective", "mle"): {"data": VECTORS, **CHAINS, "objective": ("mle", {})},
@@ -73,6 +76,7 @@ CASES = {
     ("energy", "frame"): {"data": ("standin", {"shape": [1, 16, 16]}), "energy": ("frame", {})},
     **{("task", t): {"data": IMAGES, **CHAINS, "task": (t, {"hole": 4} if t == "inpaint" else {})}
        for t in ("inpaint", "denoise", "ood")},
+    ("task", "loglik"): {"data": VECTORS, "energy": ENERGY, "task": ("loglik", {})},
     ("task", "class_accuracy"): {"data": ("digits", {"conditional": True}), "task": ("class_accuracy", {})},
     ("generator", "mlp"): {"data": VECTORS, "generator": ("mlp", {})},
     ("generator", "deconv"): {"data": IMAGES, "generator": ("deconv", {"channels": 4})},

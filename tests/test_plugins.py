@@ -67,7 +67,8 @@ def test_autoload_off_lists_nothing_and_p_loads_a_plugin_explicitly():
     assert r.returncode == 0 and json.loads(r.stdout) == []
     r = ebm("-p", "ebm_langevin", "list", "--json", env=off)
     assert [(row["kind"], row["name"], row["distribution"]) for row in json.loads(r.stdout)] == [
-        ("sampler", "langevin", "ebm-langevin"), ("sampler", "mala", "ebm-langevin")]
+        ("sampler", "annealed_langevin", "ebm-langevin"), ("sampler", "langevin", "ebm-langevin"),
+        ("sampler", "mala", "ebm-langevin")]
 
 
 def test_p_with_a_missing_module_exits_2():
@@ -101,7 +102,7 @@ def test_unknown_component_lists_what_is_installed():
     r = ebm("list", "sampler")
     assert r.returncode == 0 and "langevin" in r.stdout
     from ebmcore import PluginError, build
-    with pytest.raises(PluginError, match=r"unknown sampler 'langevn' \(did you mean 'langevin'\?\); installed: coarse_to_fine, hmc, langevin, mala, multigrid"):
+    with pytest.raises(PluginError, match=r"unknown sampler 'langevn' \(did you mean 'langevin'\?\); installed: annealed_langevin, coarse_to_fine, hmc, langevin, mala, multigrid, nuts, parallel_tempering"):
         build("sampler", "langevn")
 
 

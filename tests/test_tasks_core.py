@@ -46,7 +46,7 @@ def test_task_tables_are_structured_and_written_back(tiny, host):
     assert list(recipe.tasks) == ["gap", "walk"]
     assert recipe.tasks["gap"].config.n == 10 and recipe.tasks["walk"].config.n == 50
     resolved = recipe.to_dict()["tasks"]
-    assert resolved == {"gap": {"type": "energy_gap", "n": 10, "low": -3.0, "high": 3.0},
+    assert resolved == {"gap": {"type": "energy_gap", "n": 10, "low": -3.0, "high": 3.0, "every_evaluation": False},
                         "walk": {"type": "chain", "n": 50}}
     assert parse_recipe(recipe.to_dict(), host.registry) == recipe
 
@@ -102,6 +102,22 @@ def test_tasks_run_after_training_into_tasks_json_and_the_last_record(tmp_path, 
     strip = lambda rows: [{k: v for k, v in r.items() if "/" not in k or k.split("/")[0] in
                            ("loss", "energy", "grad_norm")} for r in rows]
     assert strip(_metrics(plain)) == strip(rows)
+
+
+def test_a_task_may_run_at_every_evaluation_without_changing_training(tmp_path, tiny, host):
+    tiny["run"].update(eval_every=10)
+    out = tmp_path / "run"
+    run_recipe(_with_tasks(tiny, gap={"type": "energy_gap", "every_evaluation": True}, walk={"type": "chain"}),
+               out=str(out), host=host, progress=False)
+    rows = {r["step"]: r for r in _metrics(out)}
+    for step in (10, 20):  # scored evaluations before the last: the flagged task only
+        assert "gap/gap" in rows[step] and "walk/energy" not in rows[step]
+        assert (out / "evaluations" / f"step-{step:06d}" / "tasks" / "gap" / "note.json").exists()
+    assert "gap/gap" in rows[30] and "walk/energy" in rows[30]  # the last runs every task once
+    assert "gap/gap" not in rows[5]
+    plain = tmp_path / "plain"
+    run_recipe(tiny, out=str(plain), host=host, progress=False)
+    assert [r["loss/energy"] for r in _metrics(plain)] == [r["loss/energy"] for r in rows.values()]
 
 
 def test_resume_may_change_tasks_and_runs_them_at_the_end(tmp_path, tiny, host):

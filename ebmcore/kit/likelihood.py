@@ -44,7 +44,7 @@ class GaussianBase(nn.Module):
         return cls(x.mean(0), cov + ridge * torch.eye(x.shape[1], dtype=x.dtype))
 
     def sample(self, n: int, *, rng: torch.Generator) -> Tensor:
-        z = torch.randn(n, self.mean.numel(), generator=rng, dtype=torch.float64)
+        z = torch.randn(n, self.mean.numel(), generator=rng, dtype=torch.float64, device=rng.device)
         return (self.mean + z @ self.scale_tril.T).float()
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -53,31 +53,63 @@ class GaussianBase(nn.Module):
         return (0.5 * z.square().sum(0) + self.log_norm).to(x.dtype)
 
 
+class UniformBase(nn.Module):
+    """The uniform distribution on a box [low, high]^D as an AIS base: energy D·log(high − low)
+    inside, +∞ outside (a gradient kernel rejects every move out of the box)."""
+
+    def __init__(self, low: Tensor, high: Tensor):
+        super().__init__()
+        if not bool((low < high).all()):
+            raise ValueError("UniformBase: every low must be below its high")
+        self.register_buffer("low", low.flatten().double())
+        self.register_buffer("high", high.flatten().double())
+        self.log_volume = float((self.high - self.low).log().sum())
+
+    def sample(self, n: int, *, rng: torch.Generator) -> Tensor:
+        u = torch.rand(n, self.low.numel(), generator=rng, dtype=torch.float64, device=rng.device)
+        return (self.low + u * (self.high - self.low)).float()
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        flat = x.flatten(1)
+        inside = ((flat >= self.low) & (flat <= self.high)).all(1)
+        # x·0 keeps the energy a function of x, so a kernel can differentiate it (∇ = 0)
+        e = flat.sum(1) * 0 + self.log_volume
+        return torch.where(inside, e, math.inf)
+
+
+Base = GaussianBase | UniformBase
+
+
 class _Path(nn.Module):
     """E_β = (1 − β)·E₀ + β·E: the geometric path from the base to the target."""
 
-    def __init__(self, energy: nn.Module, base: GaussianBase, beta: float):
+    def __init__(self, energy: nn.Module, base: Base, beta: float):
         super().__init__()
         self.energy, self.base, self.beta = energy, base, beta
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        if self.beta == 1:  # the target alone: 0·E₀ would be NaN outside a uniform base's box
+            return self.energy(x, cond)
         return (1 - self.beta) * self.base(x, cond) + self.beta * self.energy(x, cond)
+
 
 
 @attrs.frozen
 class Estimate:
-    """An AIS estimate: log Ẑ, each chain's log weight, and the weights' effective sample size
-    (Σw)²/Σw² (of the chains; a few dominant weights mean the path was too short)."""
+    """An AIS estimate: log Ẑ, each chain's log weight, the weights' effective sample size
+    (Σw)²/Σw² (of the chains; a few dominant weights mean the path was too short), and where
+    the chains ended (forward: near-samples of the target; reverse: of the base)."""
 
     log_z: float
     log_weights: Tensor
     ess: float
+    final: Tensor
 
 
-def _estimate(log_w: Tensor, sign: float) -> Estimate:
+def _estimate(log_w: Tensor, sign: float, final: Tensor) -> Estimate:
     log_mean = float(torch.logsumexp(log_w, 0) - math.log(len(log_w)))
     ess = float(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)))
-    return Estimate(sign * log_mean, log_w, ess)
+    return Estimate(sign * log_mean, log_w, ess, final)
 
 
 def geometric_betas(n: int, *, power: float = 4.0) -> list[float]:
@@ -86,18 +118,18 @@ def geometric_betas(n: int, *, power: float = 4.0) -> list[float]:
     return [(t / n) ** power for t in range(n + 1)]
 
 
-def _path_step(sampler: Sampler, x: Tensor, energy: nn.Module, base: GaussianBase, beta: float,
+def _path_step(sampler: Sampler, x: Tensor, energy: nn.Module, base: Base, beta: float,
                steps: int, rng: torch.Generator) -> Tensor:
     return sampler.run(x, _Path(energy, base, beta), steps, rng=rng)
 
 
-def _gap(energy: nn.Module, base: GaussianBase, x: Tensor) -> Tensor:
+def _gap(energy: nn.Module, base: Base, x: Tensor) -> Tensor:
     """E(x) − E₀(x), in float64 for the sums."""
     with torch.no_grad():
         return energy(x).double() - base(x).double()
 
 
-def ais(energy: nn.Module, base: GaussianBase, sampler: Sampler, *, n_chains: int,
+def ais(energy: nn.Module, base: Base, sampler: Sampler, *, n_chains: int,
         betas: Sequence[float], steps: int = 1, rng: torch.Generator) -> Estimate:
     """log Z of exp(−E) by forward AIS from ``base`` (below the truth on average): ``n_chains``
     chains, ``steps`` of ``sampler`` at each β of ``betas`` (0 … 1)."""
@@ -107,10 +139,10 @@ def ais(energy: nn.Module, base: GaussianBase, sampler: Sampler, *, n_chains: in
     for previous, beta in zip(betas, betas[1:]):
         log_w -= (beta - previous) * _gap(energy, base, x)
         x = _path_step(sampler, x, energy, base, beta, steps, rng)
-    return _estimate(log_w, 1.0)
+    return _estimate(log_w, 1.0, x)
 
 
-def reverse_ais(energy: nn.Module, base: GaussianBase, sampler: Sampler, samples: Tensor, *,
+def reverse_ais(energy: nn.Module, base: Base, sampler: Sampler, samples: Tensor, *,
                 betas: Sequence[float], steps: int = 1, rng: torch.Generator) -> Estimate:
     """log Z of exp(−E) by reverse AIS from ``samples`` of exp(−E)/Z (above the truth on
     average, if they are exact): the path of :func:`ais` walked from β = 1 to 0."""
@@ -121,7 +153,7 @@ def reverse_ais(energy: nn.Module, base: GaussianBase, sampler: Sampler, samples
     for beta, below in zip(down, down[1:]):
         log_w += (beta - below) * _gap(energy, base, x)
         x = _path_step(sampler, x, energy, base, below, steps, rng)
-    return _estimate(log_w, -1.0)
+    return _estimate(log_w, -1.0, x)
 
 
 def _check_betas(betas: Sequence[float]) -> None:

@@ -20,12 +20,15 @@ from ebmcore.train.seeds import make_rng
 class Evaluation:
     """Samples of the model by fresh chains, from an RNG derived from the seed and the step
     (evaluating never shifts training); ``picture`` calls ``on_picture(step, tag, path)``
-    for every picture written."""
+    for every picture written. Tasks that ask for it (:attr:`ebmcore.Task.every_evaluation`)
+    run at every scored evaluation before the last (the last runs all tasks after it)."""
 
-    def __init__(self, out: Path, data: Data, objective: Objective, energy: torch.nn.Module, *, seed: int,
-                 samples: int, device: torch.device, on_picture: Callable[[int, str, Path], None]):
+    def __init__(self, out: Path, data: Data, objective: Objective, energy: torch.nn.Module,
+                 tasks: dict[str, Task], *, seed: int, samples: int, device: torch.device,
+                 on_picture: Callable[[int, str, Path], None]):
         self.out, self.data, self.objective, self.energy = out, data, objective, energy
         self.seed, self.samples, self.device, self.on_picture = seed, samples, device, on_picture
+        self.tasks = {label: task for label, task in tasks.items() if task.every_evaluation}
 
     def __call__(self, step: int, *, score: bool, picture: bool, final: bool) -> dict[str, float]:
         """Fresh-chain samples: scored, drawn, and at the end saved with the data's figures."""
@@ -44,7 +47,13 @@ class Evaluation:
             atomic_write(self.out / "samples.safetensors", safetensors.torch.save({"x": samples}))
             for path in self.data.report(self.out, samples, self.energy):
                 self.on_picture(step, f"final/{Path(path).stem}", Path(path))
-        return self.data.evaluate(samples) if score else {}
+        if not score:
+            return {}
+        metrics = self.data.evaluate(samples)
+        if self.tasks and not final:
+            metrics.update(run_tasks(self.tasks, self.objective, self.data, seed=self.seed, device=self.device,
+                                     out=self.out / "evaluations" / f"step-{step:06d}"))
+        return metrics
 
     def _draw(self, step: int, tag: str, samples: torch.Tensor, path: Path) -> None:
         self.data.save_samples(samples, path)

@@ -83,9 +83,9 @@ class Run:
         self.guard = DivergenceGuard(self.device, c.max_abs_energy)
         self.on_divergence = Policy(c, self.guard, self.checkpoints)
         self.notify = Observers(host, self.world, c.hook_timeout_s, self.checkpoints)
-        self.evaluate = Evaluation(self.out, self.data, self.objective, self.ctx.built["energy"], seed=c.seed,
-                                   samples=c.eval_samples, device=self.device, on_picture=lambda step, tag, path:
-                                   self.notify("ebm_picture", run=self, step=step, tag=tag, path=path))
+        self.evaluate = Evaluation(self.out, self.data, self.objective, self.ctx.built["energy"], self.tasks,
+                                   seed=c.seed, samples=c.eval_samples, device=self.device, on_picture=lambda
+                                   step, tag, path: self.notify("ebm_picture", run=self, step=step, tag=tag, path=path))
         #: the run directory's lock, held by a run being written (:meth:`create`)
         self.lock: RunLock | None = None
 

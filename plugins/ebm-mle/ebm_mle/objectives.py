@@ -18,6 +18,9 @@ class MLEConfig:
     alpha: float = cfg.non_negative("weight of the energy-magnitude regulariser α·(E⁺² + E⁻²)", default=0.0)
     data_noise: float = cfg.non_negative(
         "std of Gaussian noise added to each data batch (Nijkamp et al. 2019 use 0.03)", default=0.0)
+    dequantize: float = cfg.non_negative(
+        "width Δ of the data's quantisation bins: each data batch gets uniform noise on [−Δ/2, Δ/2], "
+        "so that exp(−E) models the dequantised data, a density (0: off)", default=0.0)
     sample_steps: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "chain length of evaluation chains (default: the sampler's n_steps)"})
@@ -28,18 +31,18 @@ class MLEConfig:
 
 class MaximumLikelihood(Objective):
     def __init__(self, energy, sampler, generator, *, alpha: float = 0.0, data_noise: float = 0.0,
-                 sample_steps: int | None = None, eval_chains: str = "fresh"):
+                 dequantize: float = 0.0, sample_steps: int | None = None, eval_chains: str = "fresh"):
         super().__init__()
         self.energy, self.generator = energy, generator
         self.sampler = sampler
-        self.alpha, self.data_noise, self.sample_steps = alpha, data_noise, sample_steps
+        self.alpha, self.data_noise, self.dequantize, self.sample_steps = alpha, data_noise, dequantize, sample_steps
         self.eval_chains = eval_chains
 
     @classmethod
     def from_config(cls, c: MLEConfig, ctx) -> "MaximumLikelihood":
         who = "objective 'mle'"
         return cls(ctx.require("energy", who), ctx.require("sampler", who), ctx.require("generator", who),
-                   alpha=c.alpha, data_noise=c.data_noise, sample_steps=c.sample_steps,
+                   alpha=c.alpha, data_noise=c.data_noise, dequantize=c.dequantize, sample_steps=c.sample_steps,
                    eval_chains=c.eval_chains)
 
     def param_groups(self):
@@ -52,6 +55,9 @@ class MaximumLikelihood(Objective):
             # a data distribution no sharper than the sampler can resolve: without it the
             # energy keeps sharpening modes that short Langevin chains cannot enter
             x_pos = x_pos + self.data_noise * torch.randn(x_pos.shape, generator=rng, device=x_pos.device)
+        if self.dequantize:
+            u = torch.rand(x_pos.shape, generator=rng, device=x_pos.device)
+            x_pos = x_pos + self.dequantize * (u - 0.5)
         x0 = self.generator.sample(n, rng=rng, cond=cond, data=x_pos)
         x_neg = self.sampler.run(x0, self.energy, rng=rng, cond=cond)
         self.generator.update(x_neg)

@@ -8,6 +8,7 @@ from torch import nn
 
 from ebmcore import Energy
 from ebmcore import config as cfg
+from ebmcore.kit.likelihood import GaussianBase
 from ebmcore.kit.memory import check_fits, tensor_bytes
 
 _ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh,
@@ -26,14 +27,19 @@ class MLPEnergyConfig:
     reference_std: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "add ‖x‖²/(2σ²), a Gaussian reference distribution (Xie et al. 2016)"})
-
+    reference_fit: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0)),
+        metadata={"doc": "add −log N(x; μ̂, Σ̂ + v·I) of a Gaussian fitted to the training set, v the "
+                         "value given (Δ²/12 for data dequantised across bins of width Δ): the energy "
+                         "starts as that Gaussian and learns what it misses"})
 
 class MLPEnergy(Energy):
     def __init__(self, in_features: int, hidden=(128, 128), activation: str = "silu",
-                 spectral_norm: bool = False, reference_std: float | None = None):
+                 spectral_norm: bool = False, reference_std: float | None = None,
+                 reference: nn.Module | None = None):
         super().__init__()
         # the reference term keeps exp(−E) normalisable and pulls far-away chains back
-        self.reference_std = reference_std
+        self.reference_std, self.reference = reference_std, reference
         layers: list[nn.Module] = []
         widths = [in_features, *hidden]
         for a, b in zip(widths, widths[1:]):
@@ -49,13 +55,19 @@ class MLPEnergy(Energy):
         # training holds each parameter four times: the value, its gradient and Adam's two moments
         check_fits("$.energy.hidden", 4 * tensor_bytes(n),
                    what=f"{n:,} float32 parameters, each with its gradient and Adam's two moments")
-        return cls(widths[0], c.hidden, c.activation, c.spectral_norm, c.reference_std)
+        # the fitted Gaussian of the training set, normalised (the likelihood kit's AIS base)
+        fitted = None
+        if c.reference_fit is not None:
+            fitted = GaussianBase.fit(ctx.require("data", "energy 'mlp'").dataset().x, ridge=c.reference_fit or 1e-6)
+        return cls(widths[0], c.hidden, c.activation, c.spectral_norm, c.reference_std, fitted)
 
     def forward(self, x, cond=None):
         x = x.flatten(1)
         e = self.net(x).squeeze(-1)
         if self.reference_std is not None:
             e = e + x.pow(2).sum(1) / (2 * self.reference_std**2)
+        if self.reference is not None:
+            e = e + self.reference(x)
         return e
 
 
