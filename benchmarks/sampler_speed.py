@@ -7,8 +7,9 @@ What it measures, first for Langevin: chain-steps per second (batch × steps / s
   ``g, = torch.autograd.grad(E(x).sum(), x)``, then under ``no_grad``
   ``x = x − s·g + σ·randn_like(x)``
 
-on the same energy module, with the same s and σ, for three workloads (a wide and a narrow
-batch through a small MLP, and a small conv net on 1×28×28).
+on the same energy module, with the same s and σ, for four workloads (a wide and a narrow
+batch through a small MLP, and two small stride-2 conv nets on 1×28×28: 1→16→32→64 and
+1→32→64→64 channels, the second from issue 19, where compilation had lost to eager).
 
 ``--device cuda`` (``run.device`` syntax: ``auto``, ``cuda:N``, ``mps``) runs every workload
 on that device, the conv one included; each timing then waits for the device to finish.
@@ -46,8 +47,11 @@ gradients off and back on around every chain; the hand loop toggles ``requires_g
 likewise, inside its timing.
 
 ``--compile`` adds ebm's samplers built with ``compile=True`` (:mod:`ebmcore.compiled`;
-the first runs, untimed, compile), ``--steps-per-call N`` tries another number of steps
-per compiled call. ``--peers`` adds the installed peer libraries' samplers with the same
+the first runs, untimed, compile and time compiled against eager steps to choose the path),
+``--steps-per-call N`` tries another number of steps per compiled call. Then ``÷ eager``
+is each contender's paired ratio to ebm's eager sampler (above 1: faster than eager), and
+the line under each workload says which path the compiled sampler chose and the compiled ÷
+eager time its trial measured. ``--peers`` adds the installed peer libraries' samplers with the same
 settings (``pip install "ebmcore[bench]"``; the adapters and what differs are in
 ``benchmarks/peers.py``). Every contender is timed against the same hand loop, in rotating
 order within each repeat; ``ratio`` and ``paired`` are relative to the hand loop.
@@ -101,11 +105,21 @@ def conv() -> Energy:
         nn.Flatten(), nn.Linear(64 * 4 * 4, 1)))
 
 
+def conv_stride2() -> Energy:
+    """Issue 19's energy: wider than :func:`conv`, so the convolutions weigh more."""
+    return Energy(nn.Sequential(
+        nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.SiLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
+        nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.SiLU(),
+        nn.Flatten(), nn.Linear(64 * 4 * 4, 1)))
+
+
 # name, energy factory, event shape, batch, steps
 WORKLOADS = [
     ("mlp b4096 k100", mlp, (2,), 4096, 100),
     ("mlp b64 k200", mlp, (2,), 64, 200),
     ("conv28 b128 k60", conv, (1, 28, 28), 128, 60),
+    ("conv_stride2 b128 k60", conv_stride2, (1, 28, 28), 128, 60),
 ]
 
 
@@ -219,7 +233,10 @@ def timed(fn):
 
 def _ebm_loop(sampler):
     """ebm's sampler as a loop; one sampler object per benchmark, so a compiled one compiles once."""
-    return lambda x, energy, n_steps, rng: sampler.run(x, energy, n_steps, rng=rng)
+    def loop(x, energy, n_steps, rng):
+        return sampler.run(x, energy, n_steps, rng=rng)
+    loop.sampler = sampler  # for its compiled path's choice
+    return loop
 
 
 def contenders(sampler: str, compiled: bool, peers: dict) -> dict:
@@ -241,8 +258,8 @@ def bench(make_energy, shape, batch, steps, repeats, warmup, sampler="langevin",
     x0 = lambda: torch.randn(batch, *shape, device=DEVICE)
     grads_per_step = SAMPLERS[sampler][2]
     chain = steps // grads_per_step  # the same number of gradients for every sampler
-    runs = {k: functools.partial(fn, energy=energy, n_steps=chain, rng=rng)
-            for k, fn in contenders(sampler, compiled, peers or {}).items()}
+    loops = contenders(sampler, compiled, peers or {})
+    runs = {k: functools.partial(fn, energy=energy, n_steps=chain, rng=rng) for k, fn in loops.items()}
     for _ in range(warmup):  # the first run of a compiled sampler compiles
         for fn in runs.values():
             fn(x0())
@@ -255,12 +272,16 @@ def bench(make_energy, shape, batch, steps, repeats, warmup, sampler="langevin",
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: batch * steps / t for k, t in med.items()}
     out = {"batch": batch, "steps": steps, "repeats": repeats, "times_s": times, "rate": rate,
-           "ratio": {}, "paired_ratio": {}}
+           "ratio": {}, "paired_ratio": {}, "paired_vs_eager": {}}
     for k in runs:
         if k != "hand":
             out["ratio"][k] = rate[k] / rate["hand"]
             # ratio within each repeat's pair, which cancels slow drifts in machine load
             out["paired_ratio"][k] = statistics.median(h / e for e, h in zip(times[k], times["hand"]))
+        if k not in ("hand", "ebm"):
+            out["paired_vs_eager"][k] = statistics.median(e / c for c, e in zip(times[k], times["ebm"]))
+    if compiled:  # what the compiled sampler's trial chose: (path, its compiled ÷ eager time)
+        out["compiled_choice"] = list(loops["ebm compiled"].sampler.compiled.choices.values())
     return out
 
 
@@ -326,7 +347,8 @@ def main() -> None:
         unit = "steps/s" if SAMPLERS[sampler][2] == 1 else "grads/s"
         print(f"\n{sampler}" + (f" ({LEAPFROG} leapfrog steps; K/{LEAPFROG} HMC steps, rates in gradient "
                                  "evaluations)" if unit == "grads/s" else ""))
-        print(f"{'workload':<18} {'':<14} {unit:>12} {'ratio':>7} {'paired':>7}")
+        print(f"{'workload':<22} {'':<14} {unit:>12} {'ratio':>7} {'paired':>7}"
+              + (f" {'÷ eager':>8}" if args.compile or peers else ""))
         for name, make_energy, shape, batch, steps in WORKLOADS:
             if args.workloads not in name:
                 continue
@@ -334,7 +356,10 @@ def main() -> None:
             results[f"{sampler}: {name}"] = r
             for i, (k, rate) in enumerate(r["rate"].items()):
                 ratios = "" if k == "hand" else f" {r['ratio'][k]:>7.3f} {r['paired_ratio'][k]:>7.3f}"
-                print(f"{name if i == 0 else '':<18} {k:<14} {rate:>12,.0f}{ratios}", flush=True)
+                ratios += f" {r['paired_vs_eager'][k]:>8.3f}" if k in r["paired_vs_eager"] else ""
+                print(f"{name if i == 0 else '':<22} {k:<14} {rate:>12,.0f}{ratios}", flush=True)
+            for path, trial in r.get("compiled_choice", []):
+                print(f"{'':<22} compiled sampler chose {path} steps (its trial: compiled ÷ eager time {trial:.2f})")
     noisy = [n for n, r in results.items()
              if any(max(t) > 1.5 * min(t) for t in r["times_s"].values())]
     if noisy:

@@ -8,11 +8,14 @@ compiling; the kernel's random draws are made in advance from the chain's ``rng`
 eager order (a trial step per shape of x tells what it draws), so a compiled chain equals
 the eager one up to rounding; a kernel says when a step must run eagerly
 (:meth:`ebmcore.Sampler.compilable`). Where compilation is unavailable or fails, the chain
-falls back to eager steps with the same random numbers, after a one-line warning.
+falls back to eager steps with the same random numbers, after a one-line warning; where
+compiled steps time slower than eager ones (:meth:`CompiledSteps._choose`), likewise.
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 import types
 import warnings
 from typing import Any
@@ -25,6 +28,13 @@ from ebmcore.kernel import normal_like, uniform_like
 #: kernel steps per compiled call. Fewer calls cost less overhead; more steps per call
 #: make a larger graph to compile (measured in benchmarks/sampler_speed.py --compile).
 STEPS_PER_CALL = 10
+
+#: the one-time choice per energy class and x's shape, dtype and device: after a warm-up,
+#: TRIAL_PAIRS pairs of a compiled call and as many eager steps, in alternating order; eager
+#: is kept only if compiled took over MARGIN × eager's time, both in the median of the pairs'
+#: ratios and in the ratio of the fastest of each
+TRIAL_PAIRS, MARGIN = 5, 1.05
+clock = time.perf_counter  # what the trial times with (tests put in their own)
 
 _DRAW = {"normal": normal_like, "uniform": uniform_like}
 
@@ -62,19 +72,22 @@ class CompiledSteps:
         self.sampler = sampler
         self.calls: dict[tuple, Any] = {}  # (steps per call, x's shape, dtype, device) → compiled function
         self.draws: dict[tuple, list[tuple[str, Tensor]]] = {}  # x's shape, dtype, device → one step's draws
+        #: (energy class, x's shape, dtype, device) → ("compiled" or "eager", compiled ÷ eager time)
+        self.choices: dict[tuple, tuple[str, float]] = {}
         self.failed = None if torch._dynamo.is_dynamo_supported() else "torch.compile is not supported here"
         if self.failed:
-            self._warn()
+            self._warn(self.failed)
 
     def run(self, state: Any, energy: nn.Module, n: int, *, rng: torch.Generator, cond: Tensor | None,
             mask: Tensor | None) -> tuple[Any, Any, int]:
         """Up to ``n`` steps from ``state``; returns the new state, the last step's info and
         the number of steps taken."""
         sampler = self.sampler
-        if self.failed or not sampler.compilable(state):
+        key = (state.x.shape, state.x.dtype, state.x.device)
+        choice = (type(energy), *key)
+        if self.failed or not sampler.compilable(state) or self.choices.get(choice, ("",))[0] == "eager":
             return (*sampler.step(state, energy, rng=rng, cond=cond, mask=mask), 1)
         k = min(n, STEPS_PER_CALL)
-        key = (state.x.shape, state.x.dtype, state.x.device)
         spec = self.draws.get(key)
         if spec is None:  # a trial step, thrown away, tells what the kernel draws for this shape
             recorder = _Recorder()
@@ -82,13 +95,16 @@ class CompiledSteps:
             spec = self.draws[key] = recorder.spec
         draws = [_DRAW[kind](like, rng) for _ in range(k) for kind, like in spec]
         try:
-            out = self._compiled(k, key)(state, energy, draws, cond, mask)
+            if choice not in self.choices:
+                self._choose(choice, k, state, energy, draws, cond, mask)
+            eager = self.choices[choice][0] == "eager"  # then this call's draws, eagerly: the same chain
+            out = (self._steps(k) if eager else self._compiled(k, key))(state, energy, draws, cond, mask)
         except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
             # eager steps with the same draws: the same chain, or the energy's own error
             out = self._steps(k)(state, energy, draws, cond, mask)
             lines = str(error).strip().splitlines()
             self.failed = f"{type(error).__name__}{': ' + lines[0] if lines else ''}"
-            self._warn()
+            self._warn(self.failed)
         return (*out, k)
 
     def _steps(self, k: int):
@@ -101,6 +117,28 @@ class CompiledSteps:
                 state, info = sampler.step(state, energy, rng=drawn, cond=cond, mask=mask)
             return state, info
         return steps
+
+    def _choose(self, choice: tuple, k: int, state: Any, energy: nn.Module, draws: list[Tensor], *args) -> None:
+        """Time ``k`` compiled steps against ``k`` eager ones from ``state`` with copies of
+        ``draws`` (results thrown away; the first round compiles and warms up), keep the
+        faster path for ``choice`` and say so if it is eager. Only here does the device wait."""
+        paths, times = [self._compiled(k, choice[1:]), self._steps(k)], [[], []]
+        device = state.x.device
+        sync = (lambda: torch.accelerator.synchronize(device)) if device.type != "cpu" else lambda: None
+        for i in range(1 + TRIAL_PAIRS):
+            for j in (0, 1) if i % 2 else (1, 0):
+                sync()
+                start = clock()
+                paths[j](state, energy, [d.clone() for d in draws], *args)
+                sync()
+                times[j].append(clock() - start)
+        compiled, eager = times[0][1:], times[1][1:]
+        # noise only adds time: both the median paired ratio and that of the fastest must say "slower"
+        ratio = min(statistics.median(c / e for c, e in zip(compiled, eager, strict=True)), min(compiled) / min(eager))
+        self.choices[choice] = ("eager" if ratio > MARGIN else "compiled", ratio)
+        if ratio > MARGIN:
+            self._warn(f"compiled steps took {ratio:.2f}× the time of eager ones for {choice[0].__name__} on x "
+                       f"of shape {tuple(choice[1])}", UserWarning)
 
     def _compiled(self, k: int, key: tuple):
         """The compiled ``k`` steps for states shaped as ``key`` says, each with its own code
@@ -117,9 +155,8 @@ class CompiledSteps:
                                                options={"pattern_matcher": False})
         return self.calls[k, key]
 
-    def _warn(self) -> None:
-        warnings.warn(f"{self.sampler!r}: compile = true, but {self.failed[:200]}; sampling eagerly",
-                      RuntimeWarning, stacklevel=5)
+    def _warn(self, why: str, category: type[Warning] = RuntimeWarning) -> None:
+        warnings.warn(f"{self.sampler!r}: compile = true, but {why[:200]}; sampling eagerly", category, stacklevel=5)
 
 
 def compiled_steps(sampler: Any) -> CompiledSteps:

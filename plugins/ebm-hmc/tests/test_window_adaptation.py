@@ -17,14 +17,8 @@ from ebmcore.kit.conformance import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on this 2-core machine, shared with other jobs, run these chains many
-    times slower (and the thread count is restored: it changes reductions' last digits)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one thread: two on this shared 2-core machine run these chains many times slower
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("n, windows", [
