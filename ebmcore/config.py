@@ -210,6 +210,12 @@ def positive_widths(_inst: Any, _attr: Any, value: Any) -> None:
         raise ValueError(f"must be a non-empty list of positive widths, got {list(value)}")
 
 
+def low_below_high(_inst: Any, _attr: Any, value: Any) -> None:
+    """Validator of an optional [low, high] range (a clamp, a box): low < high."""
+    if value is not None and not value[0] < value[1]:
+        raise ValueError(f"must be [low, high] with low < high, got {list(value)}")
+
+
 def compile_flag() -> Any:
     """Every sampler's ``compile`` key (:mod:`ebmcore.compiled`)."""
     return doc("run the chain's steps through torch.compile, several per call (falls back to eager "

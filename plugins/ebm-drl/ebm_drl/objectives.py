@@ -40,11 +40,6 @@ def _below_one(_inst, attribute, value):
         raise ValueError(f"must be in (0, 1), got {value!r}")
 
 
-def _clamp_range(_inst, _attr, value):
-    if value is not None and not value[0] < value[1]:
-        raise ValueError(f"must be [low, high] with low < high, got {list(value)}")
-
-
 @attrs.frozen
 class DRLConfig:
     """Diffusion recovery likelihood (Gao et al. 2021): a conditional EBM per noise level, progressive sampling."""
@@ -62,7 +57,7 @@ class DRLConfig:
     step_schedule: StepSchedule = cfg.doc("'paper': s_t² also grows as σ̄_t/σ̄_0 (noisier levels take larger "
                                           "steps); 'sigma': s_t² = b²·σ_{t+1}² only", default="paper")
     clamp: tuple[float, float] | None = attrs.field(
-        default=None, validator=_clamp_range,
+        default=None, validator=cfg.low_below_high,
         metadata={"doc": "clamp x_t to [low, high] after each level's chain (keeps a blown-up chain finite)"})
     data_noise: float = cfg.non_negative("std of Gaussian noise added to each data batch before it is diffused "
                                          "(the model learns the data smoothed by it, as objective 'mle')",

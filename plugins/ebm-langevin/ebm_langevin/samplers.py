@@ -25,11 +25,6 @@ from ebmcore import config as cfg
 from ebmcore.kernel import metropolis, normal_like, select
 
 
-def _clamp_range(_inst, _attr, value):
-    if value is not None and not value[0] < value[1]:
-        raise ValueError(f"must be [low, high] with low < high, got {list(value)}")
-
-
 @attrs.frozen
 class LangevinConfig:
     """Unadjusted Langevin dynamics (ULA) with optional gradient and value clamping."""
@@ -44,7 +39,7 @@ class LangevinConfig:
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "clamp ∇E element-wise to [−c, c]"})
     clamp: tuple[float, float] | None = attrs.field(
-        default=None, validator=_clamp_range, metadata={"doc": "clamp x to [low, high] after each step"})
+        default=None, validator=cfg.low_below_high, metadata={"doc": "clamp x to [low, high] after each step"})
     compile: bool = cfg.compile_flag()
 
 

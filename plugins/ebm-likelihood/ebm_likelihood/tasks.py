@@ -36,11 +36,6 @@ from ebmcore.kit.files import write_via
 from ebmcore.kit.likelihood import GaussianBase, UniformBase, ais, geometric_betas, reverse_ais
 
 
-def _box(_inst, _attr, value):
-    if value is not None and not value[0] < value[1]:
-        raise ValueError(f"must be [low, high] with low < high, got {list(value)}")
-
-
 @attrs.frozen
 class LogLikConfig:
     """Held-out log-likelihood by forward and reverse annealed importance sampling."""
@@ -65,7 +60,7 @@ class LogLikConfig:
                                         "are dequantised uniformly and bits/dim reported (0: continuous "
                                         "data, nats only)", default=0.0)
     quadrature: tuple[float, float] | None = attrs.field(
-        default=None, validator=_box,
+        default=None, validator=cfg.low_below_high,
         metadata={"doc": "2-D data: also log Z by summing exp(−E) on a grid over [low, high]²"})
     grid: int = cfg.positive("quadrature grid points per axis", default=1000)
     every_evaluation: bool = cfg.doc("also run at every scored evaluation during training", default=False)
