@@ -1,4 +1,4 @@
-"""Speed of ebm's samplers (Langevin, MALA, HMC) against minimal hand-written torch loops.
+"""Speed of ebm's samplers (Langevin, MALA, HMC, adapted HMC, NUTS) against minimal hand-written torch loops.
 
 What it measures, first for Langevin: chain-steps per second (batch × steps / seconds) of
 
@@ -38,6 +38,17 @@ algorithms (target ratio ≥ 0.95):
   likewise carries ∇E from one HMC step to the next, so an HMC step costs 5 gradients.
   The chain is K/5 HMC steps long, so both samplers spend K gradients per chain as Langevin
   does; their rates count gradient evaluations (batch × K / seconds).
+* HMC with window adaptation (``hmc_window``: ``adaptation = "window"``, pooled, a warm-up of
+  30 steps: Stan's schedule for it, 4 fast steps, one slow window of 23 that estimates the
+  diagonal inverse mass, 3 fast steps; then ε̄ fixed): the hand loop runs the same warm-up,
+  dual averaging on 0-d tensors and the window's variance from running sums. The chain is
+  K HMC steps (5K gradients), so that every workload has a slow window.
+
+Then NUTS (``ebm_hmc.NUTS``, ε 0.05, at most 5 doublings, no adaptation), for which no hand
+loop of the same algorithm is short: its rate counts the gradients its chains used (Info's
+``n_grads``) per second, and ``ratio`` is that against the hand HMC loop's gradients per
+second: the overhead per gradient of building trees (a chain that has made its U-turn
+waits, frozen, for the rest of the batch, and its share of the batched gradients is lost).
 
 Known, intended differences: ebm draws its noise from an explicit ``rng`` (the numbers of
 ``torch.randn(x.shape, generator=rng)``, so chains are reproducible and the global RNG is
@@ -70,9 +81,12 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
-from ebm_hmc import HMC
+from ebm_hmc import HMC, NUTS
+from ebm_hmc.adaptation import window_schedule
 from ebm_langevin import MALA, Langevin
 from torch import nn
 
@@ -207,11 +221,86 @@ def ebm_hmc(compile=False):
     return HMC(step_size=STEP, n_leapfrog=LEAPFROG, compile=compile)
 
 
-# name, (ebm sampler factory, hand loop), gradients per chain step
+WARMUP, TARGET_ACCEPT = 30, 0.65
+GAMMA, T0, KAPPA = 0.05, 10.0, 0.75  # dual averaging's constants (Stan's)
+
+
+@_frozen_parameters
+def hand_hmc_window(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
+    """HMC whose first WARMUP steps adapt ε (dual averaging on the chains' mean acceptance)
+    and, in Stan's slow window, a diagonal inverse mass from all chains' positions."""
+    sched = window_schedule(WARMUP)
+    window = range(sched.init_buffer, sched.ends[-1])
+    with torch.no_grad():
+        e, g = _energy_and_grad(energy, x)
+        inv_mass, s1, s2, n = None, 0, 0, 0
+        log_eps, mu, t = torch.tensor(math.log(eps)), math.log(10 * eps), 0
+        h_bar, log_eps_bar = torch.zeros(()), torch.zeros(())
+        for i in range(n_steps):
+            step = log_eps.exp() if i < WARMUP else log_eps_bar.exp()
+            p = torch.randn_like(x)
+            if inv_mass is not None:
+                p = p * inv_mass.rsqrt()
+            kinetic = lambda p: (p.square() if inv_mass is None else p.square() * inv_mass).flatten(1).sum(1)
+            k0 = kinetic(p)
+            p = p - 0.5 * step * g
+            xp = x
+            for j in range(n_leapfrog):
+                xp = xp + step * (p if inv_mass is None else inv_mass * p)
+                ep, gp = _energy_and_grad(energy, xp)
+                p = p - (step if j < n_leapfrog - 1 else 0.5 * step) * gp
+            log_ratio = e - ep + 0.5 * (k0 - kinetic(p))
+            prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp(max=0).exp()
+            accepted = torch.rand_like(prob) < prob
+            keep = accepted.view(-1, *(1,) * (x.dim() - 1))
+            x, e, g = torch.where(keep, xp, x), torch.where(accepted, ep, e), torch.where(keep, gp, g)
+            if i >= WARMUP:
+                continue
+            t += 1  # dual averaging
+            h_bar = (1 - 1 / (t + T0)) * h_bar + (TARGET_ACCEPT - prob.mean()) / (t + T0)
+            log_eps = mu - math.sqrt(t) / GAMMA * h_bar
+            log_eps_bar = t ** -KAPPA * log_eps + (1 - t ** -KAPPA) * log_eps_bar
+            if i in window:
+                s1, s2, n = s1 + x.sum(0, keepdim=True), s2 + x.square().sum(0, keepdim=True), n + len(x)
+            if i + 1 == window.stop:  # Stan's regularised variance; dual averaging restarts from ε̄
+                var = (s2 - s1.square() / n) / (n - 1)
+                inv_mass = var * (n / (n + 5)) + 1e-3 * 5 / (n + 5)
+                log_eps, mu, t = log_eps_bar.clone(), float(log_eps_bar) + math.log(10), 0
+                h_bar, log_eps_bar = torch.zeros(()), torch.zeros(())
+    return x
+
+
+def ebm_hmc_window(compile=False):
+    return HMC(step_size=STEP, n_leapfrog=LEAPFROG, adapt_steps=WARMUP, adaptation="window",
+               target_accept=TARGET_ACCEPT, n_steps=WARMUP + 1, compile=compile)
+
+
+NUTS_STEP, NUTS_DEPTH = 0.05, 5
+
+
+def ebm_nuts(compile=False):
+    return NUTS(step_size=NUTS_STEP, max_depth=NUTS_DEPTH)
+
+
+class Spec(NamedTuple):
+    """A sampler's benchmark: ebm's sampler (a factory taking ``compile``), the hand loop it
+    is timed against, the gradients per step of that loop, the chain's steps per gradient of
+    the workload's K, and whether ``--compile`` adds a compiled contender."""
+
+    make: Callable
+    hand: Callable
+    grads_per_step: int
+    steps_per_k: float
+    compiles: bool = True
+
+
 SAMPLERS = {
-    "langevin": (ebm_langevin, hand_loop, 1),
-    "mala": (ebm_mala, hand_mala, 1),
-    "hmc": (ebm_hmc, hand_hmc, LEAPFROG),
+    "langevin": Spec(ebm_langevin, hand_loop, 1, 1),
+    "mala": Spec(ebm_mala, hand_mala, 1, 1),
+    "hmc": Spec(ebm_hmc, hand_hmc, LEAPFROG, 1 / LEAPFROG),
+    "hmc_window": Spec(ebm_hmc_window, hand_hmc_window, LEAPFROG, 1),
+    # NUTS always runs eagerly; its hand reference is HMC's loop, its work the gradients it used
+    "nuts": Spec(ebm_nuts, hand_hmc, LEAPFROG, 1 / LEAPFROG, compiles=False),
 }
 
 
@@ -224,11 +313,12 @@ def _sync():
 
 
 def timed(fn):
+    """Seconds ``fn()`` took, and what it returned."""
     _sync()
     t = time.perf_counter()
-    fn()
+    result = fn()
     _sync()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, result
 
 
 def _ebm_loop(sampler):
@@ -239,12 +329,27 @@ def _ebm_loop(sampler):
     return loop
 
 
+def _counting_loop(sampler):
+    """A sampler whose steps spend a varying number of gradients (NUTS), as its ``run`` does
+    it, init then steps; returns the samples and the gradients its chains used."""
+    def loop(x, energy, n_steps, rng):
+        with torch.no_grad():
+            state, grads = sampler.init(x, energy, rng=rng), 0
+            for _ in range(n_steps):
+                state, info = sampler.step(state, energy, rng=rng)
+                grads = grads + info.n_grads.sum()
+        return state.x, int(grads)
+    return loop
+
+
 def contenders(sampler: str, compiled: bool, peers: dict) -> dict:
-    """name → loop ``fn(x0, energy, n_steps, rng)``; "hand" is the reference."""
-    make, hand_fn, _ = SAMPLERS[sampler]
-    out = {"hand": lambda x, energy, n_steps, rng: hand_fn(x, energy, n_steps), "ebm": _ebm_loop(make())}
-    if compiled:
-        out["ebm compiled"] = _ebm_loop(make(compile=True))
+    """name → loop ``fn(x0, energy, n_steps, rng)``; "hand" is the reference. A loop returns
+    the samples, or (samples, gradients used) where that varies."""
+    spec = SAMPLERS[sampler]
+    ebm = _counting_loop(spec.make()) if sampler == "nuts" else _ebm_loop(spec.make())
+    out = {"hand": lambda x, energy, n_steps, rng: spec.hand(x, energy, n_steps), "ebm": ebm}
+    if compiled and spec.compiles:
+        out["ebm compiled"] = _ebm_loop(spec.make(compile=True))
     for peer, loops in peers.items():
         if sampler in loops:
             out[peer] = loops[sampler]
@@ -256,28 +361,31 @@ def bench(make_energy, shape, batch, steps, repeats, warmup, sampler="langevin",
     energy = make_energy().to(DEVICE)
     rng = torch.Generator(device=DEVICE).manual_seed(0)
     x0 = lambda: torch.randn(batch, *shape, device=DEVICE)
-    grads_per_step = SAMPLERS[sampler][2]
-    chain = steps // grads_per_step  # the same number of gradients for every sampler
+    spec = SAMPLERS[sampler]
+    chain = round(steps * spec.steps_per_k)
+    grads = batch * chain * spec.grads_per_step  # a hand loop's gradients per run
     loops = contenders(sampler, compiled, peers or {})
     runs = {k: functools.partial(fn, energy=energy, n_steps=chain, rng=rng) for k, fn in loops.items()}
     for _ in range(warmup):  # the first run of a compiled sampler compiles
         for fn in runs.values():
             fn(x0())
-    times = {k: [] for k in runs}
+    times, work = {k: [] for k in runs}, {k: [] for k in runs}
     names = list(runs)
     for i in range(repeats):
         # rotate the order, so that none always follows another
         for k in names[i % len(names):] + names[:i % len(names)]:
-            times[k].append(timed(functools.partial(runs[k], x0())))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    rate = {k: batch * steps / t for k, t in med.items()}
-    out = {"batch": batch, "steps": steps, "repeats": repeats, "times_s": times, "rate": rate,
-           "ratio": {}, "paired_ratio": {}, "paired_vs_eager": {}}
+            t, result = timed(functools.partial(runs[k], x0()))
+            times[k].append(t)
+            work[k].append(result[1] if isinstance(result, tuple) else grads)
+    rates = {k: [w / t for w, t in zip(work[k], times[k])] for k in runs}
+    rate = {k: statistics.median(v) for k, v in rates.items()}
+    out = {"batch": batch, "steps": steps, "chain": chain, "repeats": repeats, "times_s": times,
+           "gradients": work, "rate": rate, "ratio": {}, "paired_ratio": {}, "paired_vs_eager": {}}
     for k in runs:
         if k != "hand":
             out["ratio"][k] = rate[k] / rate["hand"]
             # ratio within each repeat's pair, which cancels slow drifts in machine load
-            out["paired_ratio"][k] = statistics.median(h / e for e, h in zip(times[k], times["hand"]))
+            out["paired_ratio"][k] = statistics.median(e / h for e, h in zip(rates[k], rates["hand"]))
         if k not in ("hand", "ebm"):
             out["paired_vs_eager"][k] = statistics.median(e / c for c, e in zip(times[k], times["ebm"]))
     if compiled:  # what the compiled sampler's trial chose: (path, its compiled ÷ eager time)
@@ -344,9 +452,13 @@ def main() -> None:
     for sampler in args.samplers.split(","):
         if sampler not in SAMPLERS:
             ap.error(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-        unit = "steps/s" if SAMPLERS[sampler][2] == 1 else "grads/s"
-        print(f"\n{sampler}" + (f" ({LEAPFROG} leapfrog steps; K/{LEAPFROG} HMC steps, rates in gradient "
-                                 "evaluations)" if unit == "grads/s" else ""))
+        spec = SAMPLERS[sampler]
+        unit = "steps/s" if spec.grads_per_step == 1 else "grads/s"
+        print(f"\n{sampler}" + {
+            "hmc": f" ({LEAPFROG} leapfrog steps; K/{LEAPFROG} HMC steps, rates in gradient evaluations)",
+            "hmc_window": f" ({LEAPFROG} leapfrog steps; K HMC steps, the first {WARMUP} a window warm-up)",
+            "nuts": f" (ε {NUTS_STEP}, ≤ {NUTS_DEPTH} doublings, K/{LEAPFROG} steps; gradients used per second "
+                    "against the hand HMC loop's)"}.get(sampler, ""))
         print(f"{'workload':<22} {'':<14} {unit:>12} {'ratio':>7} {'paired':>7}"
               + (f" {'÷ eager':>8}" if args.compile or peers else ""))
         for name, make_energy, shape, batch, steps in WORKLOADS:

@@ -97,6 +97,11 @@ CASES = {
     ("objective", "abp"): {"data": VECTORS, "energy": ("latent_gaussian", {"latent_dim": 2}),
                            "generator": ("standin", {"latent_dim": 2}), "objective": ("abp", {})},
     ("task", "anomaly"): {"data": IMAGES, "task": ("anomaly", {})},
+    **{("energy", e): {"data": IMAGES, "energy": (e, {"hidden": 4, "data_bias": False})}
+       for e in ("rbm", "gaussian_rbm")},
+    ("sampler", "gibbs"): {"sampler": ("gibbs", {})},
+    ("task", "rbm_filters"): {"data": IMAGES, "energy": ("rbm", {"hidden": 4, "data_bias": False}),
+                              "task": ("rbm_filters", {})},
     ("objective", "nce"): {"data": VECTORS, "energy": ENERGY, "sampler": SAMPLER, "objective": ("nce", {})},
     ("objective", "fce"): {"data": VECTORS, "energy": ENERGY, "objective": ("fce", {"flow_layers": 2})},
 }

@@ -102,7 +102,7 @@ def test_unknown_component_lists_what_is_installed():
     r = ebm("list", "sampler")
     assert r.returncode == 0 and "langevin" in r.stdout
     from ebmcore import PluginError, build
-    with pytest.raises(PluginError, match=r"unknown sampler 'langevn' \(did you mean 'langevin'\?\); installed: annealed_langevin, coarse_to_fine, hmc, langevin, mala, multigrid, nuts, parallel_tempering"):
+    with pytest.raises(PluginError, match=r"unknown sampler 'langevn' \(did you mean 'langevin'\?\); installed: annealed_langevin, coarse_to_fine, gibbs, hmc, langevin, mala, multigrid, nuts, parallel_tempering"):
         build("sampler", "langevn")
 
 

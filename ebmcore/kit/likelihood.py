@@ -16,8 +16,10 @@ and their gap says how far from it either may be.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import attrs
 import torch
@@ -77,6 +79,31 @@ class UniformBase(nn.Module):
         return torch.where(inside, e, math.inf)
 
 
+class BernoulliBase(nn.Module):
+    """Independent Bernoulli units on {0, 1}^D as an AIS base and a yardstick of binary data:
+    ``sample`` and the energy −log P(x) (normalised: a probability mass)."""
+
+    def __init__(self, logits: Tensor):
+        super().__init__()
+        self.register_buffer("logits", logits.flatten().double())
+
+    @classmethod
+    def fit(cls, x: Tensor, pseudo_count: float = 1.0) -> BernoulliBase:
+        """The units' frequencies in the rows of binary ``x``, each count smoothed by
+        ``pseudo_count`` (a unit constant in training keeps a finite log-probability)."""
+        x = x.flatten(1).double()
+        p = (x.sum(0) + pseudo_count) / (len(x) + 2 * pseudo_count)
+        return cls(p.log() - (-p).log1p())
+
+    def sample(self, n: int, *, rng: torch.Generator) -> Tensor:
+        u = torch.rand(n, self.logits.numel(), generator=rng, dtype=torch.float64, device=rng.device)
+        return (u < self.logits.sigmoid()).float()
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        flat = x.flatten(1).double()
+        return (torch.nn.functional.softplus(self.logits).sum() - flat @ self.logits).to(x.dtype)
+
+
 Base = GaussianBase | UniformBase
 
 
@@ -105,11 +132,36 @@ class Estimate:
     ess: float
     final: Tensor
 
+    @classmethod
+    def from_log_weights(cls, log_w: Tensor, final: Tensor, sign: float = 1.0) -> Estimate:
+        """log Ẑ = sign · log mean w of the chains' log weights ``log_w``."""
+        log_mean = float(torch.logsumexp(log_w, 0) - math.log(len(log_w)))
+        ess = float(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)))
+        return cls(sign * log_mean, log_w, ess, final)
 
-def _estimate(log_w: Tensor, sign: float, final: Tensor) -> Estimate:
-    log_mean = float(torch.logsumexp(log_w, 0) - math.log(len(log_w)))
-    ess = float(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)))
-    return Estimate(sign * log_mean, log_w, ess, final)
+    @property
+    def std_error(self) -> float:
+        """Standard error of log Ẑ over the chains (each an independent AIS run), by the delta
+        method: sd(w)/(√n·mean w) = √((n/ESS − 1)/n)."""
+        n = len(self.log_weights)
+        return math.sqrt(max(n / self.ess - 1, 0.0) / n)
+
+
+class PartitionEstimator(abc.ABC):
+    """An energy that estimates its own log Z, better than generic AIS can (by enumeration,
+    or along a path its structure makes cheap: an RBM's). The ``loglik`` task checks for
+    it and then uses :meth:`log_partition` instead of its own path and kernel."""
+
+    #: exp(−E) is a probability mass on binary vectors {0, 1}^D, not a density: held-out data
+    #: are scored as they are, beside yardsticks that are masses too
+    binary: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def log_partition(self, train: Tensor, *, chains: int, betas: int,
+                      rng: torch.Generator) -> dict[str, float | Estimate]:
+        """Estimates of log Z by name (``"exact"``, ``"ais"``…): a number, or an
+        :class:`Estimate` of ``chains`` AIS chains along ``betas`` intermediate distributions;
+        ``train`` is the training set (for a base fitted to it)."""
 
 
 def geometric_betas(n: int, *, power: float = 4.0) -> list[float]:
@@ -139,7 +191,7 @@ def ais(energy: nn.Module, base: Base, sampler: Sampler, *, n_chains: int,
     for previous, beta in zip(betas, betas[1:]):
         log_w -= (beta - previous) * _gap(energy, base, x)
         x = _path_step(sampler, x, energy, base, beta, steps, rng)
-    return _estimate(log_w, 1.0, x)
+    return Estimate.from_log_weights(log_w, x)
 
 
 def reverse_ais(energy: nn.Module, base: Base, sampler: Sampler, samples: Tensor, *,
@@ -153,7 +205,7 @@ def reverse_ais(energy: nn.Module, base: Base, sampler: Sampler, samples: Tensor
     for beta, below in zip(down, down[1:]):
         log_w += (beta - below) * _gap(energy, base, x)
         x = _path_step(sampler, x, energy, base, below, steps, rng)
-    return _estimate(log_w, -1.0, x)
+    return Estimate.from_log_weights(log_w, x, -1.0)
 
 
 def _check_betas(betas: Sequence[float]) -> None:

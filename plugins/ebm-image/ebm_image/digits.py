@@ -3,7 +3,7 @@
 import attrs
 import torch
 
-from ebm_image.common import ImageData, resize, to_unit_range
+from ebm_image.common import Binarize, ImageData, binarize_field, resize, to_unit_range
 from ebmcore import Batch, EbmError
 from ebmcore import config as cfg
 from ebmcore.kit.memory import check_fits, tensor_bytes
@@ -19,6 +19,7 @@ class DigitsConfig:
     heldout: int = cfg.non_negative("images held out of training for metrics and tasks "
                                     "(a fixed random subset)", default=360)
     batch_size: int = cfg.positive("examples per optimisation step", default=64)
+    binarize: Binarize = binarize_field()
 
 
 def load_digits_tensor() -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,4 +46,4 @@ class DigitsData(ImageData):
         test, train = order[:c.heldout], order[c.heldout:]
         heldout = Batch(x[test], y[test]) if c.heldout else None
         return cls(x[train], y[train], batch_size=c.batch_size, conditional=c.conditional,
-                   flip=c.flip, num_classes=10, name="digits", heldout=heldout)
+                   flip=c.flip, num_classes=10, name="digits", heldout=heldout, binarize=c.binarize)

@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 import torch
 
-from ebm_image.common import ImageData, resize, to_unit_range
+from ebm_image.common import Binarize, ImageData, binarize_field, resize, to_unit_range
 from ebmcore import Batch, EbmError
 from ebmcore import config as cfg
 from ebmcore.kit.files import read_regular
@@ -68,6 +68,7 @@ class IdxConfig:
         default=(), validator=_distinct_labels,
         metadata={"doc": "labels left out of the training set and kept in the held-out split (the "
                          "anomalous classes of an anomaly-detection task); the data then scores no FD"})
+    binarize: Binarize = binarize_field()
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -178,7 +179,7 @@ class IdxData(ImageData):
             x, y = _without_classes(x, y, c.exclude_classes, num_classes, str(train[0]))
         return cls(x, y, batch_size=c.batch_size, conditional=c.conditional, flip=c.flip,
                    num_classes=num_classes, name=str(train[0]), heldout=heldout,
-                   excluded_classes=c.exclude_classes)
+                   excluded_classes=c.exclude_classes, binarize=c.binarize)
 
 
 def _without_classes(x, y, exclude: tuple[int, ...], num_classes: int | None, name: str):

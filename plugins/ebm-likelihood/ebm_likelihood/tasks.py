@@ -7,7 +7,11 @@ AIS (:func:`~ebmcore.kit.likelihood.reverse_ais`), run from the forward chains' 
 ``settle_steps`` more steps at the target, estimates it from above as far as those chains
 have converged, so its log-likelihood is conservative. Both are reported; the truth lies
 between them when both are sound. For 2-D data, ``quadrature`` adds log Z summed on a grid,
-the exact answer up to the grid's resolution and the box's mass.
+the exact answer up to the grid's resolution and the box's mass. An energy that estimates
+its own log Z (an :class:`ebmcore.kit.likelihood.PartitionEstimator`: an RBM enumerates
+or anneals along its own path) is asked for its estimates instead; when it is a probability
+mass on binary vectors its yardsticks are masses too (independent Bernoulli units fitted to
+the training set, and the uniform mass on {0, 1}^D).
 
 Quantised data (images with a few grey levels) is scored as a density of the data
 dequantised by uniform noise across each bin of width Δ (``bin_width``): log P(x) ≥
@@ -33,7 +37,16 @@ from torch import Tensor, nn
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
 from ebmcore.kit.files import write_via
-from ebmcore.kit.likelihood import GaussianBase, UniformBase, ais, geometric_betas, reverse_ais
+from ebmcore.kit.likelihood import (
+    BernoulliBase,
+    Estimate,
+    GaussianBase,
+    PartitionEstimator,
+    UniformBase,
+    ais,
+    geometric_betas,
+    reverse_ais,
+)
 
 
 @attrs.frozen
@@ -44,7 +57,9 @@ class LogLikConfig:
     chains: int = cfg.positive("AIS chains", default=256)
     betas: int = cfg.positive("steps of the geometric path from the base to exp(−E)", default=1000)
     power: float = cfg.positive("β_t = (t/betas)^power: the path's steps dense near the base", default=4.0)
-    kernel: str = cfg.doc("registered sampler that moves the chains at each β", default="hmc")
+    kernel: str = cfg.doc("registered sampler that moves the chains at each β (unused, like power, base, "
+                          "reverse and settle_steps, for an energy that estimates its own log Z: an RBM)",
+                          default="hmc")
     kernel_options: dict[str, Any] = attrs.field(
         factory=dict, metadata={"doc": "the kernel's settings (keys of its own section), e.g. "
                                        "{step_size = 0.05, n_leapfrog = 5}"})
@@ -86,23 +101,60 @@ class LogLik(Task):
         heldout = data.heldout()
         if heldout is None:
             raise EbmError("task 'loglik' needs held-out data, and this data set has none")
+        binary = isinstance(self.energy, PartitionEstimator) and self.energy.binary
+        if binary and c.bin_width:
+            raise EbmError("task 'loglik': the energy is a probability mass on binary vectors; "
+                           "bin_width must be 0 (nothing to dequantise)")
         train = data.dataset().x
         x = heldout.x if not c.examples else heldout.x[:c.examples]
         # dequantised copies: the training set for the yardsticks, the held-out points to score
         train, x = self._dequantise(train, rng), self._dequantise(x, rng)
         dims = x[0].numel()
-        gaussian = GaussianBase.fit(train, ridge=1e-6).to(self.device)
+        references = {name: model.to(self.device) for name, model in self._yardsticks(train, dims, binary).items()}
+        if isinstance(self.energy, PartitionEstimator):  # its own estimators of log Z
+            forward, backward = None, None
+            logs, metrics = {}, {}
+            for name, est in self.energy.log_partition(train, chains=c.chains, betas=c.betas, rng=rng).items():
+                if isinstance(est, Estimate):
+                    forward = est if forward is None else forward  # the first drawn
+                    metrics.update({f"ess/{name}": est.ess, f"log_z_se/{name}": est.std_error})
+                    est = est.log_z
+                logs[name] = metrics[f"log_z/{name}"] = est
+        else:
+            logs, metrics, forward, backward = self._ais(references[c.base], x, rng)
+        with torch.no_grad():
+            e_heldout = _batched(self.energy, x.to(self.device)).double()
+        if c.quadrature is not None:
+            logs["quadrature"] = self._quadrature(dims)
+            metrics["log_z/quadrature"] = logs["quadrature"]
+        with torch.no_grad():
+            on_device = x.to(self.device)
+            yardsticks = {name: -model(on_device).double() for name, model in references.items()}
+        for name, log_z in logs.items():  # log-likelihoods: the same −E(x) minus each estimate of log Z
+            metrics.update(self._scores(name, -e_heldout - log_z, dims))
+        for name, log_p in yardsticks.items():
+            metrics.update(self._scores(name, log_p, dims))
+        if forward is not None:
+            self._picture(forward, backward, metrics, out / "ais.png")
+        return metrics
+
+    def _yardsticks(self, train: Tensor, dims: int, binary: bool) -> dict[str, nn.Module]:
+        """Binary data: independent Bernoulli units fitted to the training set, and the uniform
+        mass on {0, 1}^D; else the fitted Gaussian and the uniform density on the set's box."""
+        if binary:
+            return {"bernoulli": BernoulliBase.fit(train), "uniform": BernoulliBase(torch.zeros(dims))}
         # one interval for every coordinate (a pixel constant in training may vary in held-out)
         low, high = float(train.min()), float(train.max())
         pad = (high - low) / 20 + 1e-6
-        uniform = UniformBase(torch.full((dims,), low - pad), torch.full((dims,), high + pad)).to(self.device)
-        base = gaussian if c.base == "gaussian" else uniform
+        box = UniformBase(torch.full((dims,), low - pad), torch.full((dims,), high + pad))
+        return {"gaussian": GaussianBase.fit(train, ridge=1e-6), "uniform": box}
+
+    def _ais(self, base: nn.Module, x: Tensor, rng: torch.Generator):
+        """log Z by forward and (optionally) reverse AIS from ``base`` along the geometric path."""
+        c = self.c
         betas = geometric_betas(c.betas, power=c.power)
         energy = _Reshaped(self.energy, x.shape[1:])
         forward = ais(energy, base, self.kernel, n_chains=c.chains, betas=betas, steps=c.steps_per_beta, rng=rng)
-        with torch.no_grad():
-            e_heldout = _batched(self.energy, x.to(self.device)).double()
-        # log-likelihoods: the same −E(x) minus each estimate of log Z
         logs = {"ais": forward.log_z}
         metrics = {"log_z/ais": forward.log_z, "ess/ais": forward.ess}
         backward = None
@@ -117,18 +169,7 @@ class LogLik(Task):
             backward = reverse_ais(energy, base, self.kernel, settled, betas=betas, steps=c.steps_per_beta, rng=rng)
             logs["raise"] = backward.log_z
             metrics.update({"log_z/raise": backward.log_z, "ess/raise": backward.ess})
-        if c.quadrature is not None:
-            logs["quadrature"] = self._quadrature(dims)
-            metrics["log_z/quadrature"] = logs["quadrature"]
-        with torch.no_grad():
-            on_device = x.to(self.device)
-            yardsticks = {"gaussian": -gaussian(on_device).double(), "uniform": -uniform(on_device).double()}
-        for name, log_z in logs.items():
-            metrics.update(self._scores(name, -e_heldout - log_z, dims))
-        for name, log_p in yardsticks.items():
-            metrics.update(self._scores(name, log_p, dims))
-        self._picture(forward, backward, metrics, out / "ais.png")
-        return metrics
+        return logs, metrics, forward, backward
 
     def _dequantise(self, x: Tensor, rng: torch.Generator) -> Tensor:
         if not self.c.bin_width:
