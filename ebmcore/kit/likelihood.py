@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -53,6 +53,25 @@ class GaussianBase(nn.Module):
         d = x.flatten(1).double() - self.mean
         z = torch.linalg.solve_triangular(self.scale_tril, d.T, upper=False)
         return (0.5 * z.square().sum(0) + self.log_norm).to(x.dtype)
+
+
+def reference_fit_field() -> Any:
+    """An energy's ``reference_fit`` key: the ridge of a :class:`GaussianBase` fitted to the
+    training set whose energy the model adds (None: no reference)."""
+    return attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0)),
+        metadata={"doc": "add −log N(x; μ̂, Σ̂ + v·I) of a Gaussian fitted to the training set, v the "
+                         "value given (Δ²/12 for data dequantised across bins of width Δ): the energy "
+                         "starts as that Gaussian and learns what it misses"})
+
+
+def fitted_reference(ridge: float | None, ctx: Any, who: str) -> GaussianBase | None:
+    """The energy term of ``reference_fit``: the Gaussian fitted to the training set of the
+    build context ``ctx``'s data (required by ``who``), normalised, so that AIS from the same
+    Gaussian has a short path; None without one."""
+    if ridge is None:
+        return None
+    return GaussianBase.fit(ctx.require("data", who).dataset().x, ridge=ridge or 1e-6)
 
 
 class UniformBase(nn.Module):

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ebmcore import Condition, Energy
 from ebmcore import config as cfg
+from ebmcore.kit.likelihood import fitted_reference, reference_fit_field
 
 Activation = Literal["swish", "relu", "leaky_relu", "elu", "softplus"]
 _ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -69,13 +70,14 @@ def _flat_size(features: nn.Module, shape: tuple[int, int, int]) -> int:
 
 
 class ImageEnergy(Energy):
-    """features → flatten → head, plus the optional Gaussian reference term."""
+    """features → flatten → head, plus the optional Gaussian reference terms: ‖x‖²/2σ², or
+    −log N(x) of a Gaussian fitted to the training images."""
 
     def __init__(self, features: nn.Module, head: nn.Module, reference_std: float | None = None,
-                 condition: Condition = Condition.NONE):
+                 condition: Condition = Condition.NONE, reference: nn.Module | None = None):
         super().__init__()
         self.features, self.head, self.reference_std = features, head, reference_std
-        self.condition = condition
+        self.condition, self.reference = condition, reference
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         inp = x
@@ -92,6 +94,8 @@ class ImageEnergy(Energy):
             e = out.gather(1, cond.long().view(-1, 1)).squeeze(1)
         if self.reference_std is not None:
             e = e + x.flatten(1).pow(2).sum(1) / (2 * self.reference_std**2)
+        if self.reference is not None:
+            e = e + self.reference(x)
         return e
 
 
@@ -104,6 +108,7 @@ class SwishCNNConfig:
     hidden: int = cfg.positive("channels of the middle convolution (the first has half, the last two double)",
                                default=32)
     reference_std: float | None = _reference_std()
+    reference_fit: float | None = reference_fit_field()
     condition: ConditionName = _condition()
 
 
@@ -122,7 +127,8 @@ class SwishCNN(ImageEnergy):
             nn.Conv2d(h2, h3, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(h3, h3, 3, stride=2, padding=1), nn.SiLU())
         head = nn.Sequential(nn.Linear(_flat_size(features, shape), h3), nn.SiLU(), nn.Linear(h3, outputs))
-        return cls(features, head, c.reference_std, condition)
+        return cls(features, head, c.reference_std, condition,
+                   fitted_reference(c.reference_fit, ctx, "energy 'swish_cnn'"))
 
 
 # --- Generative ConvNet (Xie et al. 2016) ---------------------------------------------------

@@ -6,7 +6,8 @@ from ebm_image import DigitsConfig, DigitsData
 from ebm_image import classifier as clf
 from ebm_image.metrics import class_coverage, frechet_distance, gaussian_stats
 
-from ebmcore import BuildContext
+from ebmcore import BuildContext, EbmError
+from ebmcore.kit.likelihood import GaussianBase
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,21 @@ def test_the_reference_term_makes_far_images_improbable():
     # the Gaussian term is exactly ‖x‖²/2σ² on top of the network
     assert torch.allclose(energy(far) - without(far), torch.tensor([64 * 9 / (2 * 0.25)]))
     assert torch.allclose(energy(x), without(x))
+
+
+def test_reference_fit_adds_the_fitted_gaussians_energy_and_needs_data():
+    """``reference_fit``: E = network + −log N(x; μ̂, Σ̂ + v·I) of the training images."""
+    torch.manual_seed(0)
+    data = DigitsData.from_config(DigitsConfig())
+    ctx = BuildContext(event_shape=(1, 8, 8), built={"data": data})
+    energy = ctx.build("energy", "swish_cnn", reference_fit=0.0013)
+    without = BuildContext(event_shape=(1, 8, 8)).build("energy", "swish_cnn")
+    without.load_state_dict({k: v for k, v in energy.state_dict().items() if not k.startswith("reference.")})
+    x = data.heldout().x[:16]
+    fitted = GaussianBase.fit(data.dataset().x, ridge=0.0013)
+    torch.testing.assert_close(energy(x) - without(x), fitted(x), rtol=1e-5, atol=1e-3)
+    with pytest.raises(EbmError, match="energy 'swish_cnn' needs a \\[data\\] section"):
+        BuildContext(event_shape=(1, 8, 8)).build("energy", "swish_cnn", reference_fit=0.0013)
 
 
 def test_spectral_norm_resnet_keeps_its_layers_unit_norm_after_power_iterations():

@@ -8,7 +8,7 @@ from torch import nn
 
 from ebmcore import Energy
 from ebmcore import config as cfg
-from ebmcore.kit.likelihood import GaussianBase
+from ebmcore.kit.likelihood import fitted_reference, reference_fit_field
 from ebmcore.kit.memory import check_fits, tensor_bytes
 
 _ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh,
@@ -27,11 +27,7 @@ class MLPEnergyConfig:
     reference_std: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "add ‖x‖²/(2σ²), a Gaussian reference distribution (Xie et al. 2016)"})
-    reference_fit: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(0)),
-        metadata={"doc": "add −log N(x; μ̂, Σ̂ + v·I) of a Gaussian fitted to the training set, v the "
-                         "value given (Δ²/12 for data dequantised across bins of width Δ): the energy "
-                         "starts as that Gaussian and learns what it misses"})
+    reference_fit: float | None = reference_fit_field()
 
 class MLPEnergy(Energy):
     def __init__(self, in_features: int, hidden=(128, 128), activation: str = "silu",
@@ -56,10 +52,8 @@ class MLPEnergy(Energy):
         check_fits("$.energy.hidden", 4 * tensor_bytes(n),
                    what=f"{n:,} float32 parameters, each with its gradient and Adam's two moments")
         # the fitted Gaussian of the training set, normalised (the likelihood kit's AIS base)
-        fitted = None
-        if c.reference_fit is not None:
-            fitted = GaussianBase.fit(ctx.require("data", "energy 'mlp'").dataset().x, ridge=c.reference_fit or 1e-6)
-        return cls(widths[0], c.hidden, c.activation, c.spectral_norm, c.reference_std, fitted)
+        return cls(widths[0], c.hidden, c.activation, c.spectral_norm, c.reference_std,
+                   fitted_reference(c.reference_fit, ctx, "energy 'mlp'"))
 
     def forward(self, x, cond=None):
         x = x.flatten(1)
