@@ -8,8 +8,8 @@ Both learn the way scikit-learn does: PCD-1 (persistent chains, one Gibbs sweep 
 batches of 100, plain SGD at ``lr`` (no momentum, no weight decay), W ~ N(0, 0.01²), zero
 biases, 15 updates per epoch (scikit-learn splits the 1,437 training digits into 15 even
 batches; ebm draws 15 batches of 100 per epoch's worth of steps). ebm trains through its
-runner (objective ``mle``, generator ``replay_buffer`` of 100 chains never restarted, sampler
-``gibbs``); its time is the run's training time (``time/elapsed_s``), without data loading
+runner (objective ``mle``, sampler ``gibbs``, generator ``replay_buffer`` of 100 chains
+never restarted and drawn without replacement: a fixed set of persistent chains); its time is the run's training time (``time/elapsed_s``), without data loading
 or evaluation. Data: the ebm-image digits split (360 held out by seed 0), thresholded at
 mid-grey. Both models are then scored by ebm: log Z by AIS from the base-rate model of the
 training set (scikit-learn's weights loaded into an ebm RBM), the pseudo-log-likelihood with
@@ -80,6 +80,7 @@ def main() -> None:
             f"energy.hidden={a.hidden}", "energy.data_bias=false", "sampler.probabilities=false",
             f"optim.energy.lr={a.lr}", "optim.energy.momentum=0.0", "optim.energy.weight_decay=0.0",
             "generator.type=replay_buffer", "generator.size=100", "generator.reinit=0.0",
+            "generator.replacement=false",
             "tasks.loglik.betas=3", "tasks.loglik.chains=2"])  # the run's own loglik is not what is compared
         ours = BernoulliRBM(train.shape[1], a.hidden)
         weights = load_file(next(Path(out).glob("checkpoints/*.safetensors")))  # the last step's only

@@ -85,6 +85,11 @@ class ReplayBufferConfig:
     low: float = attrs.field(default=-1.0, validator=_below_high, metadata={"doc": "uniform lower bound"})
     high: float = cfg.doc("uniform upper bound", default=1.0)
     std: float = cfg.positive("gaussian standard deviation", default=1.0)
+    replacement: bool = cfg.doc(
+        "draw the stored points with replacement (IGEBM, JEM); false: without, so that each stored "
+        "chain is continued at most once per draw — with size = batch and reinit = 0 the buffer is "
+        "one fixed set of persistent chains (PCD, Tieleman 2008); drawn with replacement that set "
+        "would drift to copies of a few chains", default=True)
 
 
 class ReplayBuffer(Generator):
@@ -92,10 +97,10 @@ class ReplayBuffer(Generator):
     with probability ``reinit``); ``update`` writes the chain ends back, oldest first out."""
 
     def __init__(self, event_shape, size: int = 10000, reinit: float = 0.05,
-                 noise: Generator | None = None, device=None):
+                 noise: Generator | None = None, device=None, replacement: bool = True):
         super().__init__()
         self.noise = noise or UniformNoise(event_shape, device=device)
-        self.size, self.reinit = size, reinit
+        self.size, self.reinit, self.replacement = size, reinit, replacement
         self.register_buffer("x", torch.zeros((size, *event_shape), device=device))
         self.register_buffer("count", torch.zeros((), dtype=torch.long, device=device))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long, device=device))
@@ -108,13 +113,16 @@ class ReplayBuffer(Generator):
         shape = ctx.need_event_shape("generator 'replay_buffer'")
         check_fits("$.generator.size", tensor_bytes(c.size, *shape), device=ctx.device,
                    what=f"{c.size:,} stored samples of shape {tuple(shape)}")
-        return cls(shape, c.size, c.reinit, _noise_from(c, shape, ctx.device), ctx.device)
+        return cls(shape, c.size, c.reinit, _noise_from(c, shape, ctx.device), ctx.device, c.replacement)
 
     def sample(self, n, *, rng, cond=None, data=None):
         fresh = self.noise.sample(n, rng=rng)
         if self._count == 0:
             return fresh
-        idx = torch.randint(0, self._count, (n,), generator=rng, device=self.x.device)
+        if self.replacement or n > self._count:
+            idx = torch.randint(0, self._count, (n,), generator=rng, device=self.x.device)
+        else:
+            idx = torch.randperm(self._count, generator=rng, device=self.x.device)[:n]
         keep = torch.rand(n, generator=rng, device=self.x.device) >= self.reinit
         keep = keep.view(n, *([1] * (fresh.dim() - 1)))
         return torch.where(keep, self.x[idx], fresh)

@@ -26,6 +26,22 @@ def test_replay_buffer_starts_from_noise_then_replays_written_chain_ends():
     assert int(buf.count) == 10
 
 
+def test_replay_buffer_without_replacement_keeps_a_fixed_set_of_persistent_chains():
+    """size = batch, reinit 0, no replacement: every chain is continued exactly once per
+    step, so after many steps all 100 chains are still distinct (drawn with replacement,
+    the set drifts to copies of a few: PCD would lose its chains)."""
+    rng = torch.Generator().manual_seed(0)
+    kept = {}
+    for replacement in (False, True):
+        buf = ReplayBuffer((1,), size=100, reinit=0.0, replacement=replacement)
+        buf.update(torch.arange(100.0).view(100, 1))
+        for _ in range(200):
+            buf.update(buf.sample(100, rng=rng))  # each chain "steps" to itself
+        kept[replacement] = len(torch.unique(buf.x))
+    assert kept[False] == 100
+    assert kept[True] < 10  # genetic drift: measured 2 of 100 left
+
+
 def test_replay_buffer_reinitialises_the_stated_fraction():
     rng = torch.Generator().manual_seed(0)
     buf = ReplayBuffer((2,), size=1000, reinit=0.25, noise=UniformNoise((2,)))
