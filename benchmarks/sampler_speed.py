@@ -225,6 +225,11 @@ WARMUP, TARGET_ACCEPT = 30, 0.65
 GAMMA, T0, KAPPA = 0.05, 10.0, 0.75  # dual averaging's constants (Stan's)
 
 
+def _twice_kinetic(p, inv_mass):
+    """pᵀM⁻¹p per chain (unit mass before the window's estimate)."""
+    return (p.square() if inv_mass is None else p.square() * inv_mass).flatten(1).sum(1)
+
+
 @_frozen_parameters
 def hand_hmc_window(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
     """HMC whose first WARMUP steps adapt ε (dual averaging on the chains' mean acceptance)
@@ -241,15 +246,14 @@ def hand_hmc_window(x, energy, n_steps, eps=STEP, n_leapfrog=LEAPFROG):
             p = torch.randn_like(x)
             if inv_mass is not None:
                 p = p * inv_mass.rsqrt()
-            kinetic = lambda p: (p.square() if inv_mass is None else p.square() * inv_mass).flatten(1).sum(1)
-            k0 = kinetic(p)
+            k0 = _twice_kinetic(p, inv_mass)
             p = p - 0.5 * step * g
             xp = x
             for j in range(n_leapfrog):
                 xp = xp + step * (p if inv_mass is None else inv_mass * p)
                 ep, gp = _energy_and_grad(energy, xp)
                 p = p - (step if j < n_leapfrog - 1 else 0.5 * step) * gp
-            log_ratio = e - ep + 0.5 * (k0 - kinetic(p))
+            log_ratio = e - ep + 0.5 * (k0 - _twice_kinetic(p, inv_mass))
             prob = torch.nan_to_num(log_ratio, nan=-math.inf).clamp(max=0).exp()
             accepted = torch.rand_like(prob) < prob
             keep = accepted.view(-1, *(1,) * (x.dim() - 1))

@@ -3,9 +3,12 @@
 import struct
 
 import numpy as np
+import pytest
 import torch
 from ebm_image import DigitsConfig, DigitsData, IdxConfig, IdxData
 from PIL import Image
+
+from ebmcore import RecipeError, build
 
 
 def test_threshold_maps_training_and_heldout_images_to_zero_or_one_at_mid_grey():
@@ -48,3 +51,8 @@ def test_idx_images_binarize_too(tmp_path):
     (tmp_path / "images").write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 1, 2, 2) + bytes([0, 127, 128, 255]))
     x = IdxData.from_config(IdxConfig(images=str(tmp_path / "images"), binarize="threshold")).dataset().x
     assert x.flatten().tolist() == [0, 0, 1, 1]
+
+
+def test_an_unknown_binarize_value_is_named_with_its_choices():
+    with pytest.raises(RecipeError, match=r"\$\.data\.binarize: .*'threshold'"):
+        build("data", "digits", binarize="thresh")

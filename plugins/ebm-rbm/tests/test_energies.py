@@ -87,3 +87,10 @@ def test_grey_data_and_bad_keys_are_named(digits):
         _ctx(digits).build("energy", "rbm", hidden=0)
     with pytest.raises(RecipeError, match=r"\$\.energy\.hiden: unknown key \(did you mean 'hidden'\?\)"):
         _ctx(digits).build("energy", "rbm", hiden=16)
+
+
+def test_the_filters_task_refuses_an_energy_that_is_not_an_rbm(digits):
+    ctx = _ctx(digits)
+    ctx.built["energy"] = ctx.build("energy", "mlp", hidden=[8])
+    with pytest.raises(EbmError, match="task 'rbm_filters' draws an RBM's weights; the energy is a MLPEnergy"):
+        ctx.build("task", "rbm_filters")
