@@ -122,13 +122,12 @@ class LogLik(Task):
                 logs[name] = metrics[f"log_z/{name}"] = est
         else:
             logs, metrics, forward, backward = self._ais(references[c.base], x, rng)
-        with torch.no_grad():
-            e_heldout = _batched(self.energy, x.to(self.device)).double()
         if c.quadrature is not None:
             logs["quadrature"] = self._quadrature(dims)
             metrics["log_z/quadrature"] = logs["quadrature"]
         with torch.no_grad():
             on_device = x.to(self.device)
+            e_heldout = _batched(self.energy, on_device).double()
             yardsticks = {name: -model(on_device).double() for name, model in references.items()}
         for name, log_z in logs.items():  # log-likelihoods: the same −E(x) minus each estimate of log Z
             metrics.update(self._scores(name, -e_heldout - log_z, dims))
