@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ebmcore.data import Batch, Data
 from ebmcore.errors import EbmError, PluginError
-from ebmcore.sampling import run_chain
+from ebmcore.sampling import Tempered, run_chain
 
 
 class Condition(enum.Enum):
@@ -46,6 +46,12 @@ class Energy(nn.Module):
 
     @abc.abstractmethod
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor: ...
+
+    def tempered(self, temperature: Tensor) -> nn.Module:
+        """This model at a temperature per example ``(batch,)``, as parallel tempering runs
+        its replicas: exp(−E(x)/T). A model whose sampler needs another tempered family
+        overrides it (an RBM scales its joint E(v, h), which Gibbs samples exactly)."""
+        return Tempered(self, temperature)
 
 
 class Sampler(abc.ABC):
@@ -97,6 +103,13 @@ class Sampler(abc.ABC):
     def clamp(self) -> tuple[float, float] | None:
         """The bounds the kernel clamps x to after each step, or None."""
         return None
+
+    @property
+    def replicas(self) -> int:
+        """Rows run per chain of the target: given n·r starts, :meth:`run` returns n·r rows,
+        the first n chains of the target, the rest auxiliary (parallel tempering's hotter
+        replicas) for a persistent generator to keep."""
+        return 1
 
     @abc.abstractmethod
     def init(self, x: Tensor, energy: nn.Module, *, rng: torch.Generator, cond: Tensor | None = None) -> Any:

@@ -80,9 +80,9 @@ def sampling_mode(energy: nn.Module) -> Iterator[None]:
 
 
 class Tempered(nn.Module):
-    """E(x)/T for a temperature T that the loop changes between steps (annealing)."""
+    """E(x)/T: T a number the loop changes between steps (annealing), or one per example."""
 
-    def __init__(self, energy: nn.Module, temperature: float = 1.0):
+    def __init__(self, energy: nn.Module, temperature: float | Tensor = 1.0):
         super().__init__()
         self.energy, self.temperature = energy, temperature
 

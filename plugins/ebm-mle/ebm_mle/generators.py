@@ -88,7 +88,8 @@ class ReplayBufferConfig:
     replacement: bool = cfg.doc(
         "draw the stored points with replacement (IGEBM, JEM); false: without, so that each stored "
         "chain is continued at most once per draw — with size = batch and reinit = 0 the buffer is "
-        "one fixed set of persistent chains (PCD, Tieleman 2008); drawn with replacement that set "
+        "one fixed set of persistent chains (PCD, Tieleman 2008), drawn in the order stored (so "
+        "persistent tempering's ladder keeps its temperatures); drawn with replacement that set "
         "would drift to copies of a few chains", default=True)
 
 
@@ -121,6 +122,8 @@ class ReplayBuffer(Generator):
             return fresh
         if self.replacement or n > self._count:
             idx = torch.randint(0, self._count, (n,), generator=rng, device=self.x.device)
+        elif n == self._count:  # every chain, oldest first: the order update wrote them in
+            idx = (self._ptr + torch.arange(n, device=self.x.device)) % n
         else:
             idx = torch.randperm(self._count, generator=rng, device=self.x.device)[:n]
         keep = torch.rand(n, generator=rng, device=self.x.device) >= self.reinit

@@ -58,15 +58,25 @@ class MaximumLikelihood(Objective):
         if self.dequantize:
             u = torch.rand(x_pos.shape, generator=rng, device=x_pos.device)
             x_pos = x_pos + self.dequantize * (u - 0.5)
-        x0 = self.generator.sample(n, rng=rng, cond=cond, data=x_pos)
-        x_neg = self.sampler.run(x0, self.energy, rng=rng, cond=cond)
-        self.generator.update(x_neg)
+        # a sampler with replicas (persistent tempering's hotter chains) takes and returns r rows
+        # per chain, the target's first: the generator keeps them all, the loss sees the target's
+        r = self.sampler.replicas
+        x0 = self.generator.sample(n * r, rng=rng, cond=_repeat(cond, r), data=_repeat(x_pos, r))
+        x_all = self.sampler.run(x0, self.energy, rng=rng, cond=_repeat(cond, r))
+        self.generator.update(x_all)
+        x_neg = x_all[:n]
         loss, metrics = maximum_likelihood_loss(self.energy, x_pos, x_neg, cond, self.alpha)
         return {"energy": loss}, metrics
 
     def sample(self, n, *, rng, cond=None):
+        r, cond = self.sampler.replicas, _repeat(cond, self.sampler.replicas)
         if self.eval_chains == "persistent":  # reads the buffer, never writes it
-            x0 = self.generator.sample(n, rng=rng, cond=cond)
+            x0 = self.generator.sample(n * r, rng=rng, cond=cond)
         else:
-            x0 = self.generator.fresh(n, rng=rng, cond=cond)
-        return self.sampler.run(x0, self.energy, self.sample_steps, rng=rng, cond=cond)
+            x0 = self.generator.fresh(n * r, rng=rng, cond=cond)
+        return self.sampler.run(x0, self.energy, self.sample_steps, rng=rng, cond=cond)[:n]
+
+
+def _repeat(t: torch.Tensor | None, r: int) -> torch.Tensor | None:
+    """``t`` for every replica of its row, replica-major (as :attr:`ebmcore.Sampler.replicas` orders them)."""
+    return t if t is None or r == 1 else t.repeat(r, *(1,) * (t.dim() - 1))

@@ -42,6 +42,19 @@ def test_replay_buffer_without_replacement_keeps_a_fixed_set_of_persistent_chain
     assert kept[True] < 10  # genetic drift: measured 2 of 100 left
 
 
+def test_replay_buffer_drawn_whole_without_replacement_returns_its_chains_in_their_order():
+    """Each row returns to the row it was drawn into, even after the ring wrapped, so a
+    ladder of tempered replicas stored replica-major keeps each chain at its temperature."""
+    buf = ReplayBuffer((1,), size=6, reinit=0.0, replacement=False)
+    buf.update(torch.arange(4.0).view(4, 1))
+    buf.update(torch.arange(4.0, 10.0).view(6, 1))  # wraps: ptr is 4
+    rng = torch.Generator().manual_seed(0)
+    first = buf.sample(6, rng=rng)
+    assert first.view(-1).tolist() == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    buf.update(first + 100)
+    assert (buf.sample(6, rng=rng) - first).view(-1).tolist() == [100.0] * 6
+
+
 def test_replay_buffer_reinitialises_the_stated_fraction():
     rng = torch.Generator().manual_seed(0)
     buf = ReplayBuffer((2,), size=1000, reinit=0.25, noise=UniformNoise((2,)))
@@ -101,6 +114,27 @@ def test_mle_writes_chain_ends_back_to_the_replay_buffer():
     obj.loss(Batch(torch.randn(16, 2)), rng=torch.Generator())
     assert int(buf.count) == 16
     assert energy.mu.grad is None  # sampling left no parameter gradients behind
+
+
+class _Replicated(Langevin):
+    """Two rows per target chain, the second recognisable: what a tempering ladder returns."""
+
+    @property
+    def replicas(self):
+        return 2
+
+    def run(self, x0, energy, n_steps=None, **kw):
+        half = len(x0) // 2
+        return torch.cat([x0[:half], torch.full_like(x0[half:], 50.0)])
+
+
+def test_mle_keeps_every_replica_in_the_generator_and_scores_only_the_target_chains():
+    buf = ReplayBuffer((2,), size=8, reinit=0.0, replacement=False)
+    obj = MaximumLikelihood(_Quadratic(), _Replicated(n_steps=1), buf)
+    _, metrics = obj.loss(Batch(torch.zeros(4, 2)), rng=torch.Generator().manual_seed(0))
+    assert int(buf.count) == 8 and bool((buf.x[4:] == 50.0).all())  # the replicas were stored
+    assert float(metrics["energy/sample"]) < 10  # the target rows (noise in [−1, 1]), not the 50s
+    assert obj.sample(3, rng=torch.Generator()).shape == (3, 2)
 
 
 def test_data_noise_perturbs_the_positive_batch_by_its_std():

@@ -100,12 +100,13 @@ class BipartiteEnergy(Energy, PartitionEstimator):
         """s(v) per example."""
 
     @abc.abstractmethod
-    def visible_mean(self, eta: Tensor) -> Tensor:
-        """E[v] of the visible family at natural parameter ``eta`` (batch, D)."""
+    def visible_mean(self, eta: Tensor, beta: Tensor | None = None) -> Tensor:
+        """E[v | h] at ``eta`` = b + Wh (batch, D), of the joint scaled by ``beta`` (batch, 1)
+        where given."""
 
     @abc.abstractmethod
-    def sample_visible_from(self, eta: Tensor, rng: torch.Generator) -> Tensor:
-        """A draw of v from the visible family at ``eta``."""
+    def sample_visible_from(self, eta: Tensor, rng: torch.Generator, beta: Tensor | None = None) -> Tensor:
+        """A draw of v | h at ``eta`` = b + Wh, of the joint scaled by ``beta`` where given."""
 
     @abc.abstractmethod
     def log_normaliser(self, eta: Tensor) -> Tensor:
@@ -114,26 +115,38 @@ class BipartiteEnergy(Energy, PartitionEstimator):
     def params(self) -> RBMParams:
         return RBMParams(self.weight, self.visible_bias, self.hidden_bias)
 
-    def free_energy(self, v: Tensor, p: RBMParams | None = None) -> Tensor:
-        """F(v) of flat ``v`` under ``p`` (default: this RBM's weights)."""
+    def free_energy(self, v: Tensor, p: RBMParams | None = None, beta: Tensor | None = None) -> Tensor:
+        """F(v) of flat ``v`` under ``p`` (default: this RBM's weights); with ``beta`` (batch, 1)
+        the free energy of the joint β·E(v, h): β(s(v) − bᵀv) − Σⱼ softplus(β(cⱼ + (vᵀW)ⱼ))."""
         p = p or self.params()
-        return self.visible_base(v) - v @ p.visible_bias - F.softplus(v @ p.weight + p.hidden_bias).sum(-1)
+        visible = self.visible_base(v) - v @ p.visible_bias
+        hidden = v @ p.weight + p.hidden_bias
+        if beta is not None:
+            visible, hidden = visible * beta[:, 0], hidden * beta
+        return visible - F.softplus(hidden).sum(-1)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         return self.free_energy(x.flatten(1))
 
-    def hidden_probs(self, v: Tensor, p: RBMParams | None = None) -> Tensor:
-        """P(hⱼ = 1 | v) = σ(cⱼ + (vᵀW)ⱼ), (batch, H)."""
+    def tempered(self, temperature: Tensor) -> TemperedRBM:
+        """The joint E(v, h)/T, again an RBM (W, b, c divided by T, a Gaussian's variance
+        multiplied by T), so Gibbs samples every temperature exactly."""
+        return TemperedRBM(self, 1 / temperature)
+
+    def hidden_probs(self, v: Tensor, p: RBMParams | None = None, beta: Tensor | None = None) -> Tensor:
+        """P(hⱼ = 1 | v) = σ(cⱼ + (vᵀW)ⱼ), (batch, H); σ(β(…)) with ``beta`` (batch, 1)."""
         p = p or self.params()
-        return torch.sigmoid(v @ p.weight + p.hidden_bias)
+        logits = v @ p.weight + p.hidden_bias
+        return torch.sigmoid(logits if beta is None else logits * beta)
 
     def visible_eta(self, h: Tensor, p: RBMParams | None = None) -> Tensor:
         """η = b + Wh of v | h, (batch, D)."""
         p = p or self.params()
         return p.visible_bias + h @ p.weight.T
 
-    def sample_hidden(self, v: Tensor, rng: torch.Generator, p: RBMParams | None = None) -> Tensor:
-        probs = self.hidden_probs(v, p)
+    def sample_hidden(self, v: Tensor, rng: torch.Generator, p: RBMParams | None = None,
+                      beta: Tensor | None = None) -> Tensor:
+        probs = self.hidden_probs(v, p, beta)
         return (uniform_like(probs, rng) < probs).to(probs.dtype)
 
     def sample_visible(self, h: Tensor, rng: torch.Generator, p: RBMParams | None = None) -> Tensor:
@@ -151,6 +164,18 @@ class BipartiteEnergy(Energy, PartitionEstimator):
         return out
 
 
+class TemperedRBM(nn.Module):
+    """An RBM at an inverse temperature β per example: the free energy of β·E(v, h), whose
+    conditionals :class:`~ebm_rbm.gibbs.Gibbs` draws (parallel tempering's replicas)."""
+
+    def __init__(self, rbm: BipartiteEnergy, beta: Tensor):
+        super().__init__()
+        self.rbm, self.beta = rbm, beta[:, None]
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        return self.rbm.free_energy(x.flatten(1), beta=self.beta)
+
+
 class BernoulliRBM(BipartiteEnergy):
     """Bernoulli–Bernoulli RBM."""
 
@@ -165,11 +190,11 @@ class BernoulliRBM(BipartiteEnergy):
     def visible_base(self, v: Tensor) -> Tensor:
         return v.new_zeros(v.shape[:-1])
 
-    def visible_mean(self, eta: Tensor) -> Tensor:
-        return torch.sigmoid(eta)
+    def visible_mean(self, eta: Tensor, beta: Tensor | None = None) -> Tensor:
+        return torch.sigmoid(eta if beta is None else eta * beta)
 
-    def sample_visible_from(self, eta: Tensor, rng: torch.Generator) -> Tensor:
-        probs = torch.sigmoid(eta)
+    def sample_visible_from(self, eta: Tensor, rng: torch.Generator, beta: Tensor | None = None) -> Tensor:
+        probs = self.visible_mean(eta, beta)
         return (uniform_like(probs, rng) < probs).to(probs.dtype)
 
     def log_normaliser(self, eta: Tensor) -> Tensor:
@@ -188,11 +213,12 @@ class GaussianRBM(BipartiteEnergy):
     def visible_base(self, v: Tensor) -> Tensor:
         return 0.5 * v.square().sum(-1)
 
-    def visible_mean(self, eta: Tensor) -> Tensor:
+    def visible_mean(self, eta: Tensor, beta: Tensor | None = None) -> Tensor:
         return eta
 
-    def sample_visible_from(self, eta: Tensor, rng: torch.Generator) -> Tensor:
-        return eta + normal_like(eta, rng)
+    def sample_visible_from(self, eta: Tensor, rng: torch.Generator, beta: Tensor | None = None) -> Tensor:
+        noise = normal_like(eta, rng)
+        return eta + (noise if beta is None else noise * beta.rsqrt())
 
     def log_normaliser(self, eta: Tensor) -> Tensor:
         return 0.5 * eta.square().sum(-1) + 0.5 * eta.shape[-1] * math.log(2 * math.pi)

@@ -8,8 +8,10 @@ conditional distribution. All draws go through :func:`ebmcore.kernel.uniform_lik
 ``normal_like``, so ``compile = true`` replays the eager chain.
 
 There is no ``temperature``: exp(−F(v)/T) is not an RBM (its softplus terms are divided by
-T, not their arguments), so these conditionals cannot sample it exactly; and scaling W and
-the biases by 1/T samples the joint exp(−E(v, h)/T), a different distribution over v.
+T, not their arguments), so these conditionals cannot sample it exactly. The RBM's own
+tempered family is its joint exp(−E(v, h)/T), again an RBM (:meth:`BipartiteEnergy.tempered`,
+a :class:`~ebm_rbm.energies.TemperedRBM`), which Gibbs samples: parallel tempering runs
+Gibbs at every temperature of its ladder that way.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebm_rbm.energies import BipartiteEnergy
+from ebm_rbm.energies import BipartiteEnergy, TemperedRBM
 from ebmcore import EbmError, Sampler
 from ebmcore import config as cfg
 
@@ -45,12 +47,15 @@ class GibbsState(NamedTuple):
     v: Tensor
 
 
-def _bipartite(energy: nn.Module) -> BipartiteEnergy:
+def _bipartite(energy: nn.Module) -> tuple[BipartiteEnergy, Tensor | None]:
+    """The RBM and the inverse temperature per chain (batch, 1) it is sampled at (None: 1)."""
+    if isinstance(energy, TemperedRBM):
+        return energy.rbm, energy.beta
     if not isinstance(energy, BipartiteEnergy):
         raise EbmError(f"sampler 'gibbs' draws from an RBM's conditionals and needs an ebm_rbm.BipartiteEnergy "
                        f"(energy 'rbm' or 'gaussian_rbm'), got {type(energy).__name__}; use a gradient "
                        "sampler (langevin, mala, hmc) for other energies")
-    return energy
+    return energy, None
 
 
 class Gibbs(Sampler):
@@ -67,11 +72,11 @@ class Gibbs(Sampler):
         if torch.is_grad_enabled():
             with torch.no_grad():  # called outside run_chain: keep the update off the graph
                 return self.step(state, energy, rng=rng, cond=cond, mask=mask)
-        rbm = _bipartite(energy)
-        h = rbm.sample_hidden(state.v.flatten(1), rng)
+        rbm, beta = _bipartite(energy)
+        h = rbm.sample_hidden(state.v.flatten(1), rng, beta=beta)
         eta = rbm.visible_eta(h)
-        v = rbm.sample_visible_from(eta, rng).view_as(state.v)
-        x = rbm.visible_mean(eta).view_as(state.v) if self.config.probabilities else v
+        v = rbm.sample_visible_from(eta, rng, beta).view_as(state.v)
+        x = rbm.visible_mean(eta, beta).view_as(state.v) if self.config.probabilities else v
         if mask is not None:  # observed units stay bit-identical
             v, x = torch.where(mask, state.v, v), torch.where(mask, state.v, x)
         return GibbsState(x, v), ()

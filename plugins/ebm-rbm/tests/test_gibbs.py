@@ -19,6 +19,12 @@ def _random(cls, d, h, seed=0):
     return rbm
 
 
+def _chi2(x: torch.Tensor, exact: torch.Tensor) -> float:
+    codes = (x.flatten(1).long() * (1 << torch.arange(x[0].numel()))).sum(1)  # the index in _states
+    counts = torch.bincount(codes, minlength=len(exact)).double()
+    return float(((counts - len(x) * exact) ** 2 / (len(x) * exact)).sum())
+
+
 def test_visible_frequencies_match_the_exact_marginal_within_chi_square(one_thread):
     rbm = _random(BernoulliRBM, 4, 3)
     states = _states(4)
@@ -28,10 +34,7 @@ def test_visible_frequencies_match_the_exact_marginal_within_chi_square(one_thre
     x0 = torch.rand(n, 1, 2, 2, generator=torch.Generator().manual_seed(1)).round()
     x = Gibbs(n_steps=30).run(x0, rbm, rng=torch.Generator().manual_seed(2))
     assert x.shape == x0.shape and bool(((x == 0) | (x == 1)).all())
-    codes = (x.flatten(1).long() * (1 << torch.arange(4))).sum(1)  # the index of each state in _states
-    counts = torch.bincount(codes, minlength=16).double()
-    chi2 = float(((counts - n * exact) ** 2 / (n * exact)).sum())
-    assert chi2 < 37.7  # the 0.999 quantile of χ² with 15 degrees of freedom (measured: 14.4; a tilt of 0.1 nat on one unit gives 58)
+    assert _chi2(x, exact) < 37.7  # the 0.999 quantile of χ² with 15 degrees of freedom (measured: 14.4; a tilt of 0.1 nat on one unit gives 58)
 
 
 def test_gaussian_rbm_samples_have_the_exact_mixture_moments(one_thread):
@@ -48,6 +51,38 @@ def test_gaussian_rbm_samples_have_the_exact_mixture_moments(one_thread):
     sd = (second.diagonal() - mean.square()).sqrt()
     assert ((x.mean(0) - mean).abs() < 4 * sd / n ** 0.5).all()  # 4 standard errors
     assert torch.allclose(x.T @ x / n, second, atol=0.1)
+
+
+def test_parallel_tempering_around_gibbs_keeps_the_rbm_at_every_temperature(one_thread):
+    # each replica at T samples the joint exp(−E(v, h)/T), whose marginal is exp(−F_β(v)), β = 1/T
+    rbm = _random(BernoulliRBM, 4, 3)
+    pt = build("sampler", "parallel_tempering", kernel="gibbs", temperatures=(1.0, 2.0, 5.0), n_steps=100,
+               return_all=True)
+    n = 12_000
+    x = pt.run(torch.rand(3 * n, 4, generator=torch.Generator().manual_seed(1)).round(), rbm,
+               rng=torch.Generator().manual_seed(2))
+    states = _states(4).float()
+    for k, t in enumerate(pt.ladder):
+        with torch.no_grad():
+            exact = torch.softmax(-rbm.free_energy(states, beta=torch.full((16, 1), 1 / t)).double(), 0)
+        assert _chi2(x[k * n:(k + 1) * n], exact) < 37.7, t  # χ²₁₅ at 0.999 (measured 18.5, 7.2, 19.0)
+    # and the hotter replicas are what they claim: flatter than T = 1 (a tilt the test would see)
+    with torch.no_grad():
+        cold = torch.softmax(-rbm.free_energy(states).double(), 0)
+    assert _chi2(x[2 * n:], cold) > 200  # measured 2,900; exp(−F/T), the wrong family, gives 170–190
+
+
+def test_a_gaussian_rbm_at_temperature_t_draws_its_visible_units_with_variance_t():
+    rbm = _random(GaussianRBM, 3, 2)
+    hot = rbm.tempered(torch.full((20_000,), 4.0))
+    h = torch.zeros(20_000, 2)
+    eta = rbm.visible_eta(h)
+    v = rbm.sample_visible_from(eta, torch.Generator().manual_seed(0), hot.beta)
+    assert torch.allclose(v.var(0), torch.full((3,), 4.0), rtol=0.05)
+    assert torch.allclose(v.mean(0), rbm.visible_bias.detach(), atol=0.06)
+    # at T = 1 the tempered free energy is the free energy
+    v = torch.randn(5, 3)
+    assert torch.allclose(rbm.tempered(torch.ones(5))(v), rbm(v))
 
 
 def test_observed_units_are_kept_and_probabilities_are_the_last_conditional_mean():

@@ -3,13 +3,16 @@ registered sampler, the kernel.
 
 Each chain has a replica at every temperature of a ladder 1 = T₁ < T₂ < … < T_K. All K·B
 replicas of B chains run as one batch, ladder-major (rows k·B … (k+1)·B − 1 are at T_{k+1}),
-and the kernel steps them on E(x)/T_row: one energy call serves every temperature, and the
+and the kernel steps them on the model at each row's temperature, its tempered family
+(:meth:`ebmcore.Energy.tempered`: E(x)/T_row unless the model says otherwise; an RBM scales
+its joint so that Gibbs samples it): one energy call serves every temperature, and the
 kernel's own temperature stays 1. Hot replicas cross barriers that the T = 1 chains cannot;
 exchanges carry what they find down the ladder.
 
 One step of the sampler is ``swap_every`` kernel steps, then a swap round: in every chain,
 neighbouring temperatures (T_i, T_j) propose to exchange positions, accepted with probability
-min(1, exp((1/T_i − 1/T_j)(E_i − E_j))) on the untempered energies (NaN: rejected). Pairs
+min(1, exp((1/T_i − 1/T_j)(E_i − E_j))) on the untempered energies (for another tempered
+family, E_i(x_i) + E_j(x_j) − E_i(x_j) − E_j(x_i), from three evaluations; NaN: rejected). Pairs
 (1, 2), (3, 4), … are proposed in even rounds, (2, 3), (4, 5), … in odd ones (the
 deterministic even-odd scheme), so the proposals of a round are disjoint.
 
@@ -23,6 +26,11 @@ kernel a fixed step size. Annealing by ``run_chain``'s ``temperatures`` re-initi
 sampler at each change, restarting the hot replicas from the T = 1 chains. The steps trace
 (the round counter is a tensor), so ``compile = true`` compiles them, kernel and swaps
 together, wherever the kernel compiles.
+
+Persistent tempering (Desjardins et al. 2010): with ``return_all`` the sampler takes and
+returns every replica (``replicas`` = K rows per target chain, the T = 1 chains first), so
+an objective that honours :attr:`ebmcore.Sampler.replicas` (``mle``) can keep the whole
+ladder in a replay buffer of K·B chains drawn without replacement, in order.
 """
 
 from __future__ import annotations
@@ -34,10 +42,11 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebmcore import RecipeError, Sampler
+from ebmcore import Energy, RecipeError, Sampler
 from ebmcore import config as cfg
 from ebmcore.errors import PluginError
 from ebmcore.kernel import metropolis
+from ebmcore.sampling import Tempered
 
 #: kernel settings that parallel tempering owns: the kernel never runs a chain of its own
 #: (so has no length or compile flag of its own), and the ladder sets every temperature
@@ -121,16 +130,29 @@ class ParallelTemperingInfo(NamedTuple):
     kernel: Any
 
 
-class _Ladder(nn.Module):
-    """E(x)/T_row: each replica's energy divided by its own temperature."""
+def _at_temperatures(energy: nn.Module, beta: Tensor) -> nn.Module:
+    """The energy of each replica at its own temperature 1/β: the model's tempered family
+    (:meth:`ebmcore.Energy.tempered`), E(x)/T for an energy that is not an ``Energy``."""
+    return energy.tempered(1 / beta) if isinstance(energy, Energy) else Tempered(energy, 1 / beta)
 
-    def __init__(self, energy: nn.Module, beta: Tensor):
-        super().__init__()
-        self.energy, self.beta = energy, beta
 
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        e = self.energy(x) if cond is None else self.energy(x, cond)
-        return e * self.beta
+def _swap_log_ratio(energy: nn.Module, tempered: nn.Module, x: Tensor, beta: Tensor, k: int,
+                    cond: Tensor | None) -> Tensor:
+    """log of the exchange ratio of temperatures i and i + 1, (k − 1, b): for E/T from one
+    untempered evaluation, (βᵢ − βᵢ₊₁)(Eᵢ − Eᵢ₊₁); for another family (an RBM's scaled joint)
+    from each replica's tempered energy at its own and at its neighbours' positions,
+    Eᵢ(xᵢ) + Eᵢ₊₁(xᵢ₊₁) − Eᵢ(xᵢ₊₁) − Eᵢ₊₁(xᵢ)."""
+    def energies(y: Tensor, module: nn.Module) -> Tensor:
+        return (module(y) if cond is None else module(y, cond)).view(k, -1)
+
+    if isinstance(tempered, Tempered):
+        e = energies(x, energy)
+        return (beta[:-1] - beta[1:])[:, None] * (e[:-1] - e[1:])
+    xs = x.view(k, -1, *x.shape[1:])
+    own = energies(x, tempered)
+    from_above = energies(torch.cat([xs[1:], xs[-1:]]).flatten(0, 1), tempered)  # row i holds x of i + 1
+    from_below = energies(torch.cat([xs[:1], xs[:-1]]).flatten(0, 1), tempered)  # row i holds x of i − 1
+    return own[:-1] + own[1:] - from_above[:-1] - from_below[1:]
 
 
 def _kernel(c: ParallelTemperingConfig, ctx) -> Sampler:
@@ -169,6 +191,10 @@ class ParallelTempering(Sampler):
     def clamp(self) -> tuple[float, float] | None:
         return self.kernel.clamp
 
+    @property
+    def replicas(self) -> int:
+        return len(self.ladder) if self.config.return_all else 1
+
     def compilable(self, state: ParallelTemperingState) -> bool:
         return self.kernel.compilable(state.replicas)
 
@@ -192,7 +218,7 @@ class ParallelTempering(Sampler):
         replicas = self._per_replica(x)
         beta = torch.tensor([1 / t for t in self.ladder], dtype=x.dtype, device=x.device)
         beta = beta.repeat_interleave(len(replicas) // k)
-        state = self.kernel.init(replicas, _Ladder(energy, beta), rng=rng, cond=self._per_replica(cond))
+        state = self.kernel.init(replicas, _at_temperatures(energy, beta), rng=rng, cond=self._per_replica(cond))
         return ParallelTemperingState(x, state, beta, torch.zeros((), dtype=torch.long, device=x.device))
 
     def step(self, state: ParallelTemperingState, energy: nn.Module, *, rng: torch.Generator,
@@ -204,16 +230,15 @@ class ParallelTempering(Sampler):
         cond = self._per_replica(cond)
         if mask is not None:
             mask = self._per_replica(mask.expand_as(state.x))
-        tempered = _Ladder(energy, state.beta)
+        tempered = _at_temperatures(energy, state.beta)
         replicas = state.replicas
         for _ in range(self.config.swap_every):
             replicas, info = self.kernel.step(replicas, tempered, rng=rng, cond=cond, mask=mask)
         x = replicas.x
         k = len(self.ladder)
         b = len(x) // k
-        e = (energy(x) if cond is None else energy(x, cond)).view(k, b)
         beta = state.beta.view(k, b)[:, 0]
-        prob, accepted = metropolis((beta[:-1] - beta[1:])[:, None] * (e[:-1] - e[1:]), rng)  # (k − 1, b)
+        prob, accepted = metropolis(_swap_log_ratio(energy, tempered, x, beta, k, cond), rng)  # (k − 1, b)
         pairs = torch.arange(k - 1, device=x.device)
         swapped = accepted & (pairs % 2 == state.rounds % 2)[:, None]
         # the slot each replica comes from: k + 1 where pair (k, k + 1) swapped, k − 1 where (k − 1, k) did

@@ -107,6 +107,37 @@ def test_a_swap_round_costs_one_energy_evaluation_and_the_kernels_init():
     assert torch.allclose(state.replicas.energy, energy(state.replicas.x) * state.beta)
 
 
+class _ScaledFamily(nn.Module):
+    """E(x)/T computed by another module than ebmcore's: parallel tempering cannot tell
+    it is linear in 1/T and takes the general exchange ratio from three evaluations."""
+
+    def __init__(self, energy, temperature):
+        super().__init__()
+        self.energy, self.temperature = energy, temperature
+
+    def forward(self, x, cond=None):
+        return self.energy(x) / self.temperature
+
+
+class _OwnFamily(kit.MixtureEnergy):
+    def tempered(self, temperature):
+        return _ScaledFamily(self, temperature)
+
+
+def test_the_general_exchange_ratio_equals_the_one_for_a_scaled_energy():
+    fast = kit.mixture_targets()["1d"]
+    own = _OwnFamily(fast.weights, fast.means, fast.scales)
+    pt = _build(kernel="mala", kernel_options={"step_size": 0.3}, n_temperatures=4, max_temperature=20.0)
+    x0 = torch.full((256, 1), -4.0)
+    states = {e: pt.init(x0, e, rng=torch.Generator().manual_seed(0)) for e in (fast, own)}
+    rngs = {e: torch.Generator().manual_seed(1) for e in (fast, own)}
+    for _ in range(20):
+        (states[fast], a), (states[own], b) = (pt.step(states[e], e, rng=rngs[e]) for e in (fast, own))
+        assert torch.allclose(a.swap_prob, b.swap_prob, atol=1e-5)
+    assert torch.allclose(states[fast].replicas.x, states[own].replicas.x, atol=1e-4)
+    assert (states[fast].replicas.x < 0).any() and (states[fast].replicas.x > 0).any()  # swaps did move chains
+
+
 def test_nan_energies_are_never_swapped_in():
     # replicas at T = 2 start where E is NaN; their kernel never leaves (every ratio is NaN)
     # and no exchange with them is accepted: the T = 1 chains stay where E is finite
