@@ -1,7 +1,8 @@
 """Restricted Boltzmann machines for ebm: energies ``rbm`` and ``gaussian_rbm`` (the free
 energy), the block Gibbs sampler ``gibbs``, log Z exactly and by AIS, pseudo-log-likelihood,
-and the task ``rbm_filters``."""
+the task ``rbm_filters``, and deep belief networks (objective ``dbn``, task ``dbn_bound``)."""
 
+from ebm_rbm.dbn import Bound, BoundConfig, DBNConfig, DeepBeliefNet
 from ebm_rbm.energies import (
     BernoulliRBM,
     BipartiteEnergy,
@@ -19,8 +20,8 @@ from ebm_rbm.partition import (
 from ebm_rbm.tasks import Filters, FiltersConfig
 from ebmcore import Component, hookimpl
 
-__all__ = ["BernoulliRBM", "BipartiteEnergy", "Filters", "FiltersConfig", "GaussianRBM", "Gibbs", "GibbsConfig",
-           "GibbsState", "RBMConfig", "RBMParams", "ais_log_partition", "exact_log_partition",
+__all__ = ["BernoulliRBM", "BipartiteEnergy", "Bound", "BoundConfig", "DBNConfig", "DeepBeliefNet", "Filters",
+           "FiltersConfig", "GaussianRBM", "Gibbs", "GibbsConfig", "GibbsState", "RBMConfig", "RBMParams", "ais_log_partition", "exact_log_partition",
            "pseudo_log_likelihood", "rbm_betas"]
 
 
@@ -31,4 +32,6 @@ def ebm_components():
         Component("energy", "gaussian_rbm", RBMConfig, GaussianRBM.from_config),
         Component("sampler", "gibbs", GibbsConfig, Gibbs.from_config),
         Component("task", "rbm_filters", FiltersConfig, Filters.from_config, requires=("energy",)),
+        Component("objective", "dbn", DBNConfig, DeepBeliefNet.from_config, requires=("energy", "sampler")),
+        Component("task", "dbn_bound", BoundConfig, Bound.from_config, requires=("objective",)),
     ]
