@@ -1,0 +1,36 @@
+"""Score matching for ebm: energies learned through their score s = −∇ₓE, with no MCMC in
+training — denoising (``dsm``), sliced (``ssm``) and noise-conditional multi-level (``ncsn``)
+score matching — and NCSN's annealed Langevin sampler (``annealed_score_langevin``)."""
+
+from ebm_score.annealed import (
+    AnnealedScoreInfo,
+    AnnealedScoreLangevin,
+    AnnealedScoreLangevinConfig,
+    AnnealedScoreState,
+)
+from ebm_score.ladder import sigmas
+from ebm_score.ncsn import NCSN, NCSNConfig
+from ebm_score.objectives import (
+    DenoisingScoreMatching,
+    DSMConfig,
+    SlicedScoreMatching,
+    SSMConfig,
+)
+from ebm_score.score import denoising_loss, score
+from ebmcore import Component, hookimpl
+
+__all__ = ["NCSN", "AnnealedScoreInfo", "AnnealedScoreLangevin", "AnnealedScoreLangevinConfig", "AnnealedScoreState",
+           "DSMConfig", "DenoisingScoreMatching", "NCSNConfig", "SSMConfig", "SlicedScoreMatching", "denoising_loss",
+           "score", "sigmas"]
+
+
+@hookimpl
+def ebm_components():
+    chains = ("energy", "sampler", "generator")
+    return [
+        Component("objective", "dsm", DSMConfig, DenoisingScoreMatching.from_config, requires=chains),
+        Component("objective", "ssm", SSMConfig, SlicedScoreMatching.from_config, requires=chains),
+        Component("objective", "ncsn", NCSNConfig, NCSN.from_config, requires=chains),
+        Component("sampler", "annealed_score_langevin", AnnealedScoreLangevinConfig,
+                  AnnealedScoreLangevin.from_config),
+    ]
