@@ -102,8 +102,21 @@ CASES = {
     ("sampler", "gibbs"): {"sampler": ("gibbs", {})},
     ("task", "rbm_filters"): {"data": IMAGES, "energy": ("rbm", {"hidden": 4, "data_bias": False}),
                               "task": ("rbm_filters", {})},
+    ("objective", "dbn"): {"data": IMAGES, "energy": ("rbm", {"hidden": 4, "data_bias": False}),
+                           "sampler": ("gibbs", {}), "objective": ("dbn", {"hidden": [3]})},
+    ("task", "dbn_bound"): {"data": IMAGES, "energy": ("rbm", {"hidden": 4, "data_bias": False}),
+                            "sampler": ("gibbs", {}), "objective": ("dbn", {"hidden": [3]}),
+                            "task": ("dbn_bound", {})},
     ("objective", "nce"): {"data": VECTORS, "energy": ENERGY, "sampler": SAMPLER, "objective": ("nce", {})},
+    **{("objective", o): {"data": VECTORS, **CHAINS, "objective": (o, {})} for o in ("dsm", "ssm")},
+    ("objective", "ncsn"): {"data": VECTORS, "energy": ("level_mlp", {}), "sampler": SAMPLER, "generator": NOISE,
+                            "objective": ("ncsn", {})},
+    ("sampler", "annealed_score_langevin"): {"sampler": ("annealed_score_langevin", {})},
     ("objective", "fce"): {"data": VECTORS, "energy": ENERGY, "objective": ("fce", {"flow_layers": 2})},
+    ("energy", "autoencoder"): {"data": IMAGES, "energy": ("autoencoder", {"channels": 2, "code": 2})},
+    **{("objective", o): {"data": IMAGES, "energy": ("autoencoder", {"channels": 2, "code": 2}),
+                          "generator": ("standin", {"latent_dim": 2}), "objective": (o, {})}
+       for o in ("ebgan", "began", "magan")},
 }
 
 

@@ -102,7 +102,7 @@ def test_unknown_component_lists_what_is_installed():
     r = ebm("list", "sampler")
     assert r.returncode == 0 and "langevin" in r.stdout
     from ebmcore import PluginError, build
-    with pytest.raises(PluginError, match=r"unknown sampler 'langevn' \(did you mean 'langevin'\?\); installed: annealed_langevin, coarse_to_fine, gibbs, hmc, langevin, mala, multigrid, nuts, parallel_tempering"):
+    with pytest.raises(PluginError, match=r"unknown sampler 'langevn' \(did you mean 'langevin'\?\); installed: annealed_langevin, annealed_score_langevin, coarse_to_fine, gibbs, hmc, langevin, mala, multigrid, nuts, parallel_tempering"):
         build("sampler", "langevn")
 
 
@@ -117,6 +117,20 @@ def test_build_by_name_validates_like_a_recipe():
 def test_ebm_list_shows_each_keys_description():
     r = ebm("list", "sampler")
     assert r.returncode == 0 and "step_size: float = 0.01  # step s on the gradient" in r.stdout
+
+
+def test_the_dbn_components_are_listed_with_their_keys():
+    r = ebm("list")
+    assert r.returncode == 0 and "objective dbn" in r.stdout and "task      dbn_bound" in r.stdout
+    assert "steps_per_layer: tuple[int, ...] = (1000,)" in r.stdout and "first_layer: bool = True" in r.stdout
+
+
+def test_the_score_matching_components_are_listed_with_their_keys():
+    r = ebm("list")
+    assert r.returncode == 0, r.stderr
+    for row in ("objective dsm", "objective ssm", "objective ncsn", "sampler   annealed_score_langevin"):
+        assert row in r.stdout
+    assert "variance_reduced: bool = True" in r.stdout and "step_lr: float = 2e-05" in r.stdout
 
 
 def test_a_plugin_module_that_provides_nothing_is_warned_about():

@@ -29,10 +29,14 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     out = tmp_path / "run"
     overrides = ["run.steps=2", "run.eval_samples=16"]
+    if "sample_steps" in tomllib.loads(recipe.read_text())["objective"]:  # evaluation chains: pictures only
+        overrides.append("objective.sample_steps=10")
     for label, task in tomllib.loads(recipe.read_text()).get("tasks", {}).items():
         if task["type"] == "loglik":  # a short path and grid: the task's numbers are tested in its plugin
             overrides += [f"tasks.{label}.betas=10", f"tasks.{label}.chains=16", f"tasks.{label}.settle_steps=2",
                           f"tasks.{label}.grid=50"]
+        if task["type"] == "dbn_bound":  # a short AIS path, one draw of h₁
+            overrides += [f"tasks.{label}.betas=10", f"tasks.{label}.chains=16", f"tasks.{label}.samples=1"]
     # the first Fashion-MNIST recipe also trains the metric classifier
     run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()

@@ -262,6 +262,18 @@ def _objective_recipes(tiny):
     drl["sampler"] = {"type": "langevin", "n_steps": 5, "step_size": 0.5}
     drl["objective"] = {"type": "drl", "levels": 4, "clamp": [-4.0, 4.0]}
     recipes["drl"] = drl
+    for name, objective in (("dsm", {"sigma": 0.1, "antithetic": True}),
+                            ("ssm", {"projection": "gaussian", "data_noise": 0.1})):  # no MCMC in training
+        score = copy.deepcopy(mle)
+        score["generator"] = {"type": "uniform", "low": -3.0, "high": 3.0}
+        score["objective"] = {"type": name, **objective}
+        recipes[name] = score
+    ncsn = copy.deepcopy(drl)
+    ladder = {"sigma_max": 3.0, "sigma_min": 0.05, "levels": 4}
+    ncsn["sampler"] = {"type": "annealed_score_langevin", "steps_per_level": 3, "step_lr": 1e-3, **ladder}
+    ncsn["generator"] = {"type": "uniform", "low": -3.0, "high": 3.0}
+    ncsn["objective"] = {"type": "ncsn", **ladder}
+    recipes["ncsn"] = ncsn
     for name in ("latent_ebm", "abp"):  # a prior over z; no [sampler]
         lat = copy.deepcopy(mle)
         del lat["sampler"]
@@ -273,6 +285,22 @@ def _objective_recipes(tiny):
         if name == "latent_ebm":
             lat["optim"]["energy"] = {"type": "adam", "lr": 1e-4, "betas": [0.5, 0.999]}
         recipes[name] = lat
+    dbn = copy.deepcopy(mle)  # the crash falls in the second layer's updates: its chains and the counter resume
+    del dbn["generator"]
+    dbn["energy"] = {"type": "rbm", "hidden": 4, "data_bias": False}
+    dbn["sampler"] = {"type": "gibbs"}
+    dbn["objective"] = {"type": "dbn", "hidden": [3], "steps_per_layer": [5, 7], "chains": 16, "sample_steps": 5}
+    dbn["optim"] = {"layers": {"type": "sgd", "lr": 0.05, "momentum": 0.5}}
+    recipes["dbn"] = dbn
+    for name, objective in (("ebgan", {}), ("began", {"lambda_k": 0.1}),  # k_t and MAGAN's margin resume
+                            ("magan", {"warmup_steps": 2, "epoch_steps": 1})):
+        recipes[name] = {
+            "run": {"seed": 0, "steps": 6, "log_every": 1, "checkpoint_every": 2, "eval_samples": 16},
+            "data": {"type": "digits", "batch_size": 16},
+            "energy": {"type": "autoencoder", "channels": 4, "code": 4, "norm": "l1"},
+            "generator": {"type": "deconv", "latent_dim": 4, "channels": 4},
+            "objective": {"type": name, **objective},
+            "optim": {"energy": {"lr": 1e-3}, "generator": {"lr": 1e-3}}}
     return recipes
 
 

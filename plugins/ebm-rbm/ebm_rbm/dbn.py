@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ebm_rbm.energies import BernoulliRBM, BipartiteEnergy, RBMParams
 from ebm_rbm.gibbs import Gibbs
+from ebm_rbm.tasks import sweep_marks
 from ebmcore import Batch, EbmError, Objective, Task
 from ebmcore import config as cfg
 from ebmcore.kernel import uniform_like
@@ -286,8 +287,7 @@ def updown_png(dbn: DeepBeliefNet, n: int, rng: torch.Generator, path: Path) -> 
     sweeps of the top RBM (up to ``sample_steps``); 1-channel or RGB image data only."""
     if len(dbn.event_shape) != 3:
         return
-    marks = sorted({0, dbn.c.sample_steps} | {m for k in range(6) for m in (10 ** k, 3 * 10 ** k)
-                                              if m < dbn.c.sample_steps})
+    marks = sweep_marks(dbn.c.sample_steps)
     h = dbn.top_start(n, rng)
     frames = [dbn.down(h, rng)]
     for previous, mark in itertools.pairwise(marks):

@@ -94,3 +94,19 @@ def test_the_filters_task_refuses_an_energy_that_is_not_an_rbm(digits):
     ctx.built["energy"] = ctx.build("energy", "mlp", hidden=[8])
     with pytest.raises(EbmError, match="task 'rbm_filters' draws an RBM's weights; the energy is a MLPEnergy"):
         ctx.build("task", "rbm_filters")
+
+
+def test_the_filters_task_draws_gibbs_chains_over_sweeps(digits, tmp_path):
+    from PIL import Image
+
+    from ebm_rbm.tasks import sweep_marks
+
+    assert sweep_marks(1000) == [0, 1, 3, 10, 30, 100, 300, 1000] and sweep_marks(10) == [0, 1, 3, 10]
+    ctx = _ctx(digits)
+    ctx.built["energy"] = ctx.build("energy", "rbm", hidden=16)
+    task = ctx.build("task", "rbm_filters", chains=3, sweeps=10, examples=20)
+    metrics = task.run(None, digits, rng=torch.Generator().manual_seed(0), out=tmp_path)
+    assert set(metrics) == {"pll/heldout"}
+    with Image.open(tmp_path / "gibbs.png") as im:  # 3 chains (rows) × 4 frames (columns) of 8×8 cells
+        assert 1.2 < im.width / im.height < 1.45, im.size
+    assert (tmp_path / "filters.png").exists()
