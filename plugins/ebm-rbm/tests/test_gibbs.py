@@ -55,6 +55,7 @@ def test_gaussian_rbm_samples_have_the_exact_mixture_moments(one_thread):
 
 def test_parallel_tempering_around_gibbs_keeps_the_rbm_at_every_temperature(one_thread):
     # each replica at T samples the joint exp(−E(v, h)/T), whose marginal is exp(−F_β(v)), β = 1/T
+    pytest.importorskip("ebm_tempering", reason="parallel_tempering comes from ebm-tempering")
     rbm = _random(BernoulliRBM, 4, 3)
     pt = build("sampler", "parallel_tempering", kernel="gibbs", temperatures=(1.0, 2.0, 5.0), n_steps=100,
                return_all=True)
