@@ -141,3 +141,21 @@ def test_components_that_do_not_fit_together_exit_2_naming_the_section(tmp_path,
     r = ebm("run", write_recipe(tmp_path / "r.toml", tiny), "--out", tmp_path / "run")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "$.energy: cannot build energy 'multiscale'" in r.stderr
+
+
+@pytest.mark.parametrize("objective", [{"type": "coop", "alpha": 0.1}, {"type": "drl", "levels": 2}])
+def test_a_sampler_returning_replicas_is_refused_where_they_would_be_taken_as_samples(tiny, tmp_path, objective):
+    from ebmcore.train import run_recipe
+
+    tiny["sampler"] = {"type": "parallel_tempering", "kernel": "langevin", "kernel_options": {"step_size": 0.01},
+                       "n_temperatures": 2, "return_all": True}
+    tiny["objective"] = objective
+    if objective["type"] == "coop":
+        tiny["generator"] = {"type": "mlp", "latent_dim": 2, "hidden": 8}
+        tiny["optim"]["generator"] = {"type": "adam", "lr": 1e-3}
+    else:
+        del tiny["generator"]
+        tiny["energy"] = {"type": "level_mlp", "hidden": [8]}
+    with pytest.raises(EbmError, match=rf"objective '{objective['type']}' takes every row the sampler returns.*"
+                                       r"returns 2 per chain.*return_all = false"):
+        run_recipe(tiny, out=str(tmp_path / "run"), progress=False)

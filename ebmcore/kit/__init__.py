@@ -7,5 +7,6 @@
 - :mod:`~ebmcore.kit.pictures`: image grids, 2-D scatter and density figures;
 - :mod:`~ebmcore.kit.masks`: missing regions and the completion condition;
 - :mod:`~ebmcore.kit.losses`: the maximum-likelihood loss;
-- :mod:`~ebmcore.kit.latent`: Langevin in a latent space.
+- :mod:`~ebmcore.kit.latent`: Langevin in a latent space;
+- :mod:`~ebmcore.kit.replicas`: refusing a sampler's auxiliary rows where they would be taken as samples.
 """

@@ -33,6 +33,7 @@ from ebmcore.kit.masks import (
     hole_mask,
     missing_from_condition,
 )
+from ebmcore.kit.replicas import one_row_per_chain
 
 
 def _sample_steps() -> object:
@@ -102,7 +103,7 @@ class Cooperative(Objective):
     @classmethod
     def _build(cls, c, ctx, **extra):
         who = f"objective '{cls.name}'"
-        return cls(ctx.require("energy", who), ctx.require("sampler", who), ctx.require("generator", who),
+        return cls(ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.require("generator", who),
                    ctx.built.get("data"), alpha=c.alpha, data_noise=c.data_noise, sample_steps=c.sample_steps,
                    hole=c.hole, region=c.region, num_classes=ctx.num_classes, **extra)
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ebm_drl.schedule import Levels, NoiseSchedule, StepSchedule
 from ebmcore import Batch, Condition, EbmError, Objective
 from ebmcore import config as cfg
+from ebmcore.kit.replicas import one_row_per_chain
 
 
 def _below_one(_inst, attribute, value):
@@ -107,7 +108,7 @@ class DiffusionRecoveryLikelihood(Objective):
         who = "objective 'drl'"
         levels = Levels(c.levels, c.schedule, beta_start=c.beta_start, beta_end=c.beta_end, b2=c.step_b2,
                         step_schedule=c.step_schedule)
-        return cls(ctx.require("energy", who), ctx.require("sampler", who), ctx.need_event_shape(who), levels,
+        return cls(ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.need_event_shape(who), levels,
                    clamp=c.clamp, data_noise=c.data_noise)
 
     def param_groups(self):

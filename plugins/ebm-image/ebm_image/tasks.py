@@ -31,6 +31,7 @@ from ebmcore.errors import did_you_mean
 from ebmcore.kit.diagnostics import auroc
 from ebmcore.kit.masks import completion_condition, hole_mask
 from ebmcore.kit.pictures import image_grid_png
+from ebmcore.kit.replicas import one_row_per_chain
 
 #: OOD sets, in report order
 OOD_SETS = ("digits", "noise", "flip", "gaussian", "train")
@@ -127,7 +128,7 @@ class Inpaint(Task):
         limit = h if c.region == "bottom" else min(h, w)
         if c.hole >= limit:
             raise EbmError(f"{who}: hole = {c.hole} leaves nothing observed in {h}×{w} images")
-        return cls(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
+        return cls(c, ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.device)
 
     def complete(self, x: Tensor, missing: Tensor, *, rng: torch.Generator,
                  mean_image: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -218,7 +219,7 @@ class Denoise(Task):
     def from_config(cls, c: DenoiseConfig, ctx) -> "Denoise":
         who = "task 'denoise'"
         _image_shape(ctx, who)
-        return cls(c, ctx.require("energy", who), ctx.require("sampler", who), ctx.device)
+        return cls(c, ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.device)
 
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
         x = _heldout(data, "task 'denoise'", self.c.n)

@@ -19,6 +19,7 @@ import torch
 from ebm_multiscale.energies import check_pyramid, resize
 from ebmcore import Batch, Objective, PyramidSampler
 from ebmcore import config as cfg
+from ebmcore.kit.replicas import one_row_per_chain
 
 
 @attrs.frozen
@@ -50,7 +51,7 @@ class MultiScaleMLE(Objective):
     def from_config(cls, c: MultiScaleMLEConfig, ctx) -> "MultiScaleMLE":
         who = "objective 'mle_multiscale'"
         coarse = ctx.require("data", who).dataset().x if c.fresh_start == "data" else None
-        return cls(ctx.require("energy", who), ctx.require("sampler", who), ctx.require("generator", who),
+        return cls(ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.require("generator", who),
                    alpha=c.alpha, coarse_data=coarse)
 
     def param_groups(self):

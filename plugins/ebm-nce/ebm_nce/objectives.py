@@ -41,6 +41,7 @@ from ebm_nce.flow import RealNVP
 from ebm_nce.noise import GaussianNoise
 from ebmcore import Batch, Condition, EbmError, Objective
 from ebmcore import config as cfg
+from ebmcore.kit.replicas import one_row_per_chain
 
 
 def _only_with_gaussian(inst, attr, value):
@@ -182,7 +183,7 @@ class NoiseContrastive(_Contrastive):
     @classmethod
     def from_config(cls, c: NCEConfig, ctx) -> NoiseContrastive:
         who = "objective 'nce'"
-        energy, sampler = ctx.require("energy", who), ctx.require("sampler", who)
+        energy, sampler = ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who)
         shape = ctx.need_event_shape(who)
         if c.noise == "gaussian_fit":
             data = ctx.require("data", f"{who} with noise = 'gaussian_fit'")

@@ -42,6 +42,7 @@ from ebmcore.kernel import uniform_like
 from ebmcore.kit.likelihood import BernoulliBase, Estimate
 from ebmcore.kit.losses import maximum_likelihood_loss
 from ebmcore.kit.pictures import image_grid_png
+from ebmcore.kit.replicas import one_row_per_chain
 
 
 def _layer_counts(instance: DBNConfig, _attr, value: tuple[int, ...]) -> None:
@@ -99,17 +100,13 @@ class DeepBeliefNet(Objective):
     @classmethod
     def from_config(cls, c: DBNConfig, ctx) -> DeepBeliefNet:
         who = "objective 'dbn'"
-        energy, sampler = ctx.require("energy", who), ctx.require("sampler", who)
+        energy, sampler = ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who)
         if not isinstance(energy, BernoulliRBM):
             raise EbmError(f"{who} stacks Bernoulli RBMs on the [energy] section, which must be an 'rbm' "
                            f"(layer 1); got {type(energy).__name__}")
         if "generator" in ctx.built:
             raise EbmError(f"{who} keeps its own chains per layer (objective.negatives); remove the [generator] "
                            "section")
-        if sampler.replicas != 1:
-            raise EbmError(f"{who} takes each layer's negatives as they come from the sampler; it returns "
-                           f"{sampler.replicas} rows per chain (parallel_tempering with return_all): use one "
-                           "chain per row")
         if c.negatives == "persistent" and isinstance(sampler, Gibbs) and sampler.config.probabilities:
             raise EbmError(f"{who}: persistent chains must stay draws; sampler.probabilities = true would store "
                            "probabilities in them (use it with negatives = 'cd' only)")

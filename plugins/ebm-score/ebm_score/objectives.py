@@ -23,6 +23,7 @@ from ebm_score.annealed import AnnealedScoreLangevin
 from ebm_score.score import antithetic, denoising_loss, score
 from ebmcore import Batch, EbmError, Objective
 from ebmcore import config as cfg
+from ebmcore.kit.replicas import one_row_per_chain
 
 
 def antithetic_field():
@@ -73,7 +74,7 @@ class ScoreObjective(Objective):
     @classmethod
     def _parts(cls, ctx) -> tuple:
         who = f"objective '{cls.name}'"
-        return ctx.require("energy", who), ctx.require("sampler", who), ctx.require("generator", who)
+        return ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.require("generator", who)
 
     def param_groups(self):
         return {"energy": self.energy}
