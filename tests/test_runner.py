@@ -158,7 +158,8 @@ def test_programmatic_and_command_line_runs_agree(tmp_path, tiny):
     assert _metrics(tmp_path / "py") == _metrics(tmp_path / "cli")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+# SIGINT takes the same deferred-signal path as SIGTERM: CI runs SIGTERM, -m slow both (20 s each)
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_sigint_or_sigterm_checkpoints_the_last_step_and_resume_matches(tmp_path, tiny, signum):
     tiny["run"].update(steps=300, log_every=1, checkpoint_every=100)
     recipe = write_recipe(tmp_path / "r.toml", tiny)
