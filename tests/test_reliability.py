@@ -109,6 +109,35 @@ def test_rollbacks_are_bounded(tmp_path, tiny):
         run_recipe(tiny, out=str(tmp_path / "run"), progress=False)
 
 
+def test_warmup_ramps_the_learning_rate_and_keeps_the_configured_one():
+    from ebmcore import Objective
+    from ebmcore.train.distributed import World
+    from ebmcore.train.optimise import Optimisers
+    from ebmcore.train.recipe import OptimConfig
+
+    class Sum(Objective):  # the gradient is 1 everywhere: each SGD step moves w by −lr
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def param_groups(self):
+            return {"w": self}
+
+        def loss(self, batch, *, rng):
+            return {"w": self.w}, {}
+
+    objective = Sum()
+    optimisers = Optimisers(objective, {"w": OptimConfig(type="sgd", lr=1.0, warmup_steps=4)}, World(), "fp32",
+                            torch.device("cpu"), "sum")
+    moves = []
+    for update in range(1, 7):
+        before = objective.w.item()
+        optimisers.step(None, torch.Generator(), update)
+        moves.append(before - objective.w.item())
+        assert optimisers.groups["w"][0].param_groups[0]["lr"] == 1.0  # what a checkpoint holds
+    assert moves == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+
+
 @pytest.mark.parametrize("key, value", [("on_divergence", "retry"), ("max_abs_energy", -1.0),
                                         ("rollback_lr_factor", 1.0), ("rollback_lr_factor", 0.0),
                                         ("max_rollbacks", 0)])
@@ -243,6 +272,7 @@ def _objective_recipes(tiny):
     stripes["sampler"]["n_steps"] = 4
     mle = copy.deepcopy(tiny)
     mle["run"].update(steps=12, log_every=1, checkpoint_every=4)
+    mle["optim"]["energy"]["warmup_steps"] = 16  # the crash and the resume fall inside the warm-up
     recipes = {"mle": mle, "mle_multiscale": stripes}
     for name in ("coop", "coop_vae"):  # two parameter groups; BatchNorm-free MLP generator
         coop = copy.deepcopy(mle)

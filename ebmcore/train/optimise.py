@@ -16,6 +16,17 @@ from ebmcore.train.devices import autocast
 from ebmcore.train.distributed import World
 from ebmcore.train.recipe import OptimConfig
 
+def _step_at(opt: torch.optim.Optimizer, factor: float) -> None:
+    """One step at ``factor`` × the learning rates; the optimizer keeps its own, so that a
+    checkpoint holds the configured rates whatever the step."""
+    rates = [group["lr"] for group in opt.param_groups]
+    for group, lr in zip(opt.param_groups, rates, strict=True):
+        group["lr"] = lr * factor
+    opt.step()
+    for group, lr in zip(opt.param_groups, rates, strict=True):
+        group["lr"] = lr
+
+
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
@@ -41,9 +52,10 @@ class Optimisers:
                 kw["betas"] = c.betas
             self.groups[name] = (_OPTIMIZERS[c.type](params, **kw), c)
 
-    def step(self, batch: Batch, rng: torch.Generator) -> dict[str, Tensor]:
-        """The objective's losses, every group's gradient, then every group's step; returns
-        the step's metrics (losses, the objective's metrics, ``grad_norm/<group>``)."""
+    def step(self, batch: Batch, rng: torch.Generator, update: int) -> dict[str, Tensor]:
+        """The objective's losses, every group's gradient, then every group's step (``update``,
+        counted from 1, sets the warm-up); returns the step's metrics (losses, the objective's
+        metrics, ``grad_norm/<group>``)."""
         self.objective.train()
         with autocast(self.precision, self.device):  # chains stay fp32: ebmcore.sampling
             losses, metrics = self.objective.loss(batch, rng=rng)
@@ -62,7 +74,10 @@ class Optimisers:
             self.world.reduce_grads(params[name])  # the group's gradient averaged over ranks
             norm = torch.nn.utils.clip_grad_norm_(params[name], c.grad_clip if c.grad_clip else math.inf)
             out[f"grad_norm/{name}"] = norm.detach()
-            opt.step()
+            if c.warmup_steps and update < c.warmup_steps:
+                _step_at(opt, update / c.warmup_steps)
+            else:
+                opt.step()
         return out
 
     def scale_lr(self, scale: float) -> None:

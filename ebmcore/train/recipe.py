@@ -91,6 +91,8 @@ class OptimConfig:
     grad_clip: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "clip the group's gradient norm to this value"})
+    warmup_steps: int = cfg.non_negative("updates over which the learning rate rises linearly from lr/warmup_steps "
+                                         "to lr (JEM's warm-up; 0: none)", default=0)
 
 
 @attrs.frozen

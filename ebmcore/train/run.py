@@ -201,7 +201,7 @@ class Run:
         state.step += 1
         step = state.step
         batch = Batch(*(None if t is None else _to_device(t, self.device) for t in state.stream.next()))
-        metrics = state.optimisers.step(batch, state.rng)
+        metrics = state.optimisers.step(batch, state.rng, step)
         # averaged over ranks, with "a rank received a signal": every rank stops at the same step
         metrics, stop = world.reduce_metrics(metrics, bool(received), self.device)
         self.guard.observe(step, metrics)

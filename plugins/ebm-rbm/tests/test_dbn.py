@@ -84,7 +84,7 @@ def test_frozen_layers_do_not_move_under_sgd_with_momentum_and_weight_decay(digi
     batch = Batch(digits.dataset().x[:20], None)
     for step in range(6):  # layers 1, 1, 2, 2, 3, 3: each has a momentum buffer when frozen
         before = _snapshot(dbn)
-        optimisers.step(batch, rng)
+        optimisers.step(batch, rng, step + 1)
         after = _snapshot(dbn)
         for layer in range(3):
             moved = [not torch.equal(a, b) for a, b in zip(before[layer], after[layer], strict=True)]
