@@ -17,6 +17,7 @@ log(classes) (1: all classes equally often).
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -27,6 +28,23 @@ from ebmcore.kit.metrics import Yardsticks, beside
 
 #: reference statistics use at most this many training images
 REFERENCE_IMAGES = 10_000
+
+#: reference statistics already computed in this process, by classifier and images: every
+#: run on a data set embeds the same 10,000 images (seconds), which tests do dozens of times
+_REFERENCE_CACHE: dict[str, tuple[Tensor, Tensor]] = {}
+
+
+def _reference_stats(classifier: Classifier, reference: Tensor) -> tuple[Tensor, Tensor]:
+    h = hashlib.sha256(reference.float().contiguous().numpy().tobytes())
+    for name, t in classifier.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().float().contiguous().numpy().tobytes())
+    key = h.hexdigest()
+    if key not in _REFERENCE_CACHE:
+        if len(_REFERENCE_CACHE) >= 8:
+            _REFERENCE_CACHE.pop(next(iter(_REFERENCE_CACHE)))
+        _REFERENCE_CACHE[key] = gaussian_stats(classifier.embed(reference)[0])
+    return _REFERENCE_CACHE[key]
 
 
 def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -62,7 +80,7 @@ class ClassifierMetrics:
         self.classifier, self.num_classes = classifier, num_classes
         rng = torch.Generator().manual_seed(seed)
         reference = train_x[torch.randperm(len(train_x), generator=rng)[:REFERENCE_IMAGES]]
-        self.reference = gaussian_stats(classifier.embed(reference)[0])
+        self.reference = _reference_stats(classifier, reference)
         self.heldout_x = heldout_x
         shape = heldout_x.shape[1:]
         self.yardsticks = Yardsticks(self.fd, train=reference, heldout=heldout_x, seed=seed + 1,

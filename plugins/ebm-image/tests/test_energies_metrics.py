@@ -152,3 +152,19 @@ def test_digits_metrics_put_held_out_digits_near_the_floor_and_noise_at_the_ceil
     assert noise["fd"] == pytest.approx(real["fd/noise"], rel=0.2)
     assert real["classes/covered"] == 10 and noise["classes/covered"] < 10
     assert data.evaluate(held[:1]) == {}  # one image has no covariance
+
+
+def test_reference_statistics_are_cached_per_classifier_and_images(digits_cache):
+    from ebm_image import metrics
+
+    data = DigitsData.from_config(DigitsConfig())
+    model, held = data.classifier(), data.heldout().x
+    first = metrics.ClassifierMetrics(model, data.x, held, 10)
+    again = metrics.ClassifierMetrics(model, data.x.clone(), held, 10)
+    assert again.reference is first.reference  # computed once per process
+    moved = clf.Classifier(1, 10)  # other weights: other features
+    other = metrics.ClassifierMetrics(moved, data.x, held, 10)
+    assert not torch.equal(other.reference[0], first.reference[0])
+    fresh = metrics.gaussian_stats(moved.embed(data.x[torch.randperm(len(data.x), generator=torch.Generator()
+                                                                      .manual_seed(0))])[0])
+    assert torch.allclose(other.reference[0], fresh[0]) and torch.allclose(other.reference[1], fresh[1])
