@@ -95,3 +95,15 @@ def test_ncsn_refuses_an_energy_without_levels_and_a_ladder_the_sampler_does_not
     NCSN(_energy(s), s, noise, sigma_max=3.0, sigma_min=0.1, levels=5)  # the same ladder: fine
     with pytest.raises(EbmError, match="use it with objective 'ncsn'"):
         DenoisingScoreMatching(MLPEnergy(2, (8,)), s, noise)
+
+
+# compiled: the step counter is a tensor, so one graph serves every level (a compile: -m slow)
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no fallback to eager steps
+def test_compiled_chains_equal_eager_ones():
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)) + 3
+    x = {}
+    for c in (False, True):
+        s = _sampler(levels=3, steps_per_level=5, compile=c)
+        x[c] = s.run(x0, _energy(s), rng=torch.Generator().manual_seed(1))
+    assert not torch.equal(x[False], x0) and torch.allclose(x[True], x[False], atol=1e-5)
