@@ -117,6 +117,9 @@ CASES = {
     **{("objective", o): {"data": IMAGES, "energy": ("autoencoder", {"channels": 2, "code": 2}),
                           "generator": ("standin", {"latent_dim": 2}), "objective": (o, {})}
        for o in ("ebgan", "began", "magan")},
+    ("data", "video"): {"data": ("video", {"path": "{tmp}/folder", "clip": 1, "heldout": 0.5, "size": [8, 8]})},
+    ("data", "moving_digits"): {"data": ("moving_digits", {"n": 2, "heldout": 2})},
+    ("energy", "stconvnet"): {"data": ("standin", {"shape": [1, 4, 8, 8]}), "energy": ("stconvnet", {})},
 }
 
 

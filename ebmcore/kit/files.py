@@ -14,6 +14,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 from pathlib import Path
 
 from ebmcore.errors import EbmError
@@ -80,10 +81,11 @@ def remove_leftovers(directory: Path) -> list[Path]:
     return removed
 
 
-def read_regular(path: Path, *, limit: int, what: str, error: type[EbmError] = EbmError) -> bytes:
-    """The bytes of ``path`` if it is a regular file (a symlink to one is fine) of at most
-    ``limit`` bytes; otherwise ``error`` naming the file and what is wrong. FIFOs and devices
-    are refused without blocking or reading."""
+@contextlib.contextmanager
+def open_regular(path: Path, *, what: str, error: type[EbmError] = EbmError) -> Iterator[BinaryIO]:
+    """``path`` opened for reading if it is a regular file (a symlink to one is fine);
+    otherwise ``error`` naming the file and what is wrong. FIFOs and devices are refused
+    without blocking or reading. Errors while the block reads raise ``error`` too."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -91,23 +93,29 @@ def read_regular(path: Path, *, limit: int, what: str, error: type[EbmError] = E
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            mode = info.st_mode
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
             kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
                     else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
             raise error(f"{path}: {kind}, not a regular file; refusing to read it as {what}")
         with os.fdopen(os.dup(fd), "rb") as f:
-            # the size it has, then whatever it grew by, never more than limit + 1 bytes in memory
-            chunks, n, want = [], 0, info.st_size + 1
-            while n <= limit and (chunk := f.read(min(limit + 1 - n, want))):
-                chunks.append(chunk)
-                n, want = n + len(chunk), 1 << 20
-            data = b"".join(chunks)
+            yield f
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def read_regular(path: Path, *, limit: int, what: str, error: type[EbmError] = EbmError) -> bytes:
+    """The bytes of ``path`` if it is a regular file (:func:`open_regular`) of at most
+    ``limit`` bytes; otherwise ``error`` naming the file and what is wrong."""
+    with open_regular(path, what=what, error=error) as f:
+        # the size it has, then whatever it grew by, never more than limit + 1 bytes in memory
+        chunks, n, want = [], 0, os.fstat(f.fileno()).st_size + 1
+        while n <= limit and (chunk := f.read(min(limit + 1 - n, want))):
+            chunks.append(chunk)
+            n, want = n + len(chunk), 1 << 20
+        data = b"".join(chunks)
     if len(data) > limit:
         raise error(f"{path}: larger than {human_bytes(limit)}, the most {what} may be")
     return data

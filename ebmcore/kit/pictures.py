@@ -23,11 +23,9 @@ from torch import Tensor
 from ebmcore.kit.files import write_via
 
 
-def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4, limit: int = 64) -> None:
-    """Up to ``limit`` images ``(B, C, H, W)`` (C = 1 or 3), values clamped to [−1, 1], as one PNG grid.
-
-    Images are separated by a one-pixel white border and enlarged ``scale`` times (nearest).
-    """
+def image_grid(x: torch.Tensor, *, columns: int = 8, scale: int = 4, limit: int = 64) -> Image.Image:
+    """Up to ``limit`` images ``(B, C, H, W)`` (C = 1 or 3), values clamped to [−1, 1], as one
+    picture: separated by a one-pixel white border and enlarged ``scale`` times (nearest)."""
     x = x[:limit].detach().float().cpu()
     if x.dim() == 3:
         x = x.unsqueeze(1)
@@ -41,7 +39,12 @@ def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int 
     canvas = rearrange(tiles, "(r k) c h w -> (r h) (k w) c", k=columns)
     array = np.ascontiguousarray(torch.nn.functional.pad(canvas, (0, 0, 0, 1, 0, 1), value=255).numpy())
     img = Image.fromarray(array[..., 0] if c == 1 else array)  # uint8: "L" or "RGB"
-    big = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def image_grid_png(x: torch.Tensor, path: Path, *, columns: int = 8, scale: int = 4, limit: int = 64) -> None:
+    """:func:`image_grid` written to the PNG ``path``."""
+    big = image_grid(x, columns=columns, scale=scale, limit=limit)
     write_via(Path(path), lambda tmp: big.save(tmp, format="PNG"))
 
 

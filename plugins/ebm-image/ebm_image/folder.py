@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ebm_image.common import ImageData, read_image, to_unit_range
+from ebm_image.common import ImageData, to_unit_range
 from ebmcore import EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.images import read_image
 from ebmcore.kit.memory import check_fits, tensor_bytes
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

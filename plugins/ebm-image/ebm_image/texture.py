@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ebm_image.common import ImageData, read_image
+from ebm_image.common import ImageData
 from ebmcore import EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.images import read_image
 from ebmcore.kit.memory import check_fits, tensor_bytes
 from ebmcore.kit.metrics import Yardsticks
 

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pytest
 from ebm_image import FolderData, ImageFolderConfig, IdxConfig, IdxData, read_idx
-from ebm_image.common import MAX_PIXELS
+from ebmcore.kit.images import MAX_PIXELS
 from ebm_image.texture import load_exemplar
 from PIL import Image
 

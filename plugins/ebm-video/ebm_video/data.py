@@ -1,0 +1,191 @@
+"""Clips of video as data: ``video`` (a file, a folder of frames, or the dynamic texture
+Debian ships) and ``moving_digits`` (a synthetic set made by code, for tests).
+
+An example is one clip ``(channels, frames, height, width)``, the layout of 3-D
+convolutions. The held-out split of ``video`` is temporal: the clips of the last
+``heldout`` share of the frames, never overlapping a training clip, so a model is scored
+on motion it has not seen. Training clips start every ``stride`` frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from ebm_video.io import read_video
+from ebm_video.pictures import clips_gif, clips_png
+from ebmcore import Batch, Data, EbmError
+from ebmcore import config as cfg
+
+#: Debian's ``opencv-doc`` ships this classic dynamic texture (a tree swaying by a window)
+TREE_AVI = Path("/usr/share/doc/opencv-doc/examples/data/tree.avi")
+NAMED = {"tree": (TREE_AVI, "opencv-doc")}
+
+
+def _pair(kind: type, *, positive: bool = True):
+    def check(_inst, attribute, value):
+        if value is None:
+            return
+        if len(value) != 2 or not all(isinstance(v, kind) for v in value):
+            raise ValueError(f"must be two numbers, got {value!r}")
+        if positive and min(value) <= 0:
+            raise ValueError(f"must be positive, got {list(value)}")
+    return check
+
+
+def _window(_inst, _attr, value):
+    if value is not None and not (len(value) == 2 and 0 <= value[0] < value[1]):
+        raise ValueError(f"must be [start, stop) seconds with 0 ≤ start < stop, got {list(value)}")
+
+
+def _crop(_inst, _attr, value):
+    if value is not None and not (len(value) == 4 and min(value[:2]) >= 0 and min(value[2:]) > 0):
+        raise ValueError(f"must be [top, left, height, width] pixels, height and width > 0, got {list(value)}")
+
+
+def _fraction(_inst, _attr, value):
+    if not 0 < value < 1:
+        raise ValueError(f"must be in (0, 1), got {value}")
+
+
+@attrs.frozen
+class VideoConfig:
+    """Clips from one video: a file FFmpeg reads, a folder of frames, or a named video."""
+
+    path: str | None = cfg.doc("a video file (.avi, .mp4, .gif, …) or a folder of frames (name order); "
+                               "or set name", default=None)
+    name: Literal["tree"] | None = cfg.doc("a video that installs as a package: 'tree' (Debian's opencv-doc: "
+                                           "a tree swaying by a window, 68 frames in 29.6 s)", default=None)
+    seconds: tuple[float, float] | None = attrs.field(
+        default=None, validator=_window, metadata={"doc": "[start, stop): the part of the video used (default all)"})
+    crop: tuple[int, int, int, int] | None = attrs.field(
+        default=None, validator=_crop, metadata={"doc": "[top, left, height, width] in the source's pixels"})
+    size: tuple[int, int] = attrs.field(default=(64, 64), validator=_pair(int),
+                                        metadata={"doc": "[height, width] of the frames after cropping"})
+    channels: Literal[1, 3] = cfg.doc("1: grey, 3: RGB", default=1)
+    clip: int = cfg.positive("frames per clip (an example)", default=8)
+    stride: int = cfg.positive("frames between the starts of consecutive training clips", default=1)
+    heldout: float = attrs.field(default=0.2, validator=_fraction,
+                                 metadata={"doc": "the last share of the frames, held out (a temporal split)"})
+    fps: float = cfg.positive("frames per second of a folder of frames", default=15.0)
+    batch_size: int = cfg.positive("clips per optimisation step", default=16)
+
+    def __attrs_post_init__(self):
+        if (self.path is None) == (self.name is None):
+            raise ValueError("set exactly one of path (a file or folder) and name (a packaged video)")
+
+
+def clips(frames: Tensor, length: int, stride: int) -> Tensor:
+    """Windows of ``length`` consecutive frames of ``(T, C, H, W)``, starting every ``stride``:
+    ``(N, C, length, H, W)``."""
+    starts = range(0, len(frames) - length + 1, stride)
+    return torch.stack([rearrange(frames[s:s + length], "t c h w -> c t h w") for s in starts])
+
+
+class ClipData(Data):
+    """Clips ``(C, T, H, W)`` in [−1, 1]: training clips and held-out ones; pictures as a
+    grid (one clip per row, its frames left to right) and an animated GIF."""
+
+    def __init__(self, train: Tensor, heldout: Tensor | None, *, batch_size: int, name: str):
+        self.x, self._heldout, self.batch_size, self.name = train.contiguous(), heldout, batch_size, name
+        self.event_shape = tuple(train.shape[1:])
+
+    def dataset(self) -> Batch:
+        return Batch(self.x)
+
+    def heldout(self) -> Batch | None:
+        return None if self._heldout is None else Batch(self._heldout)
+
+    def save_samples(self, x: Tensor, path: Path) -> None:
+        clips_png(x, Path(path))
+
+    def report(self, out_dir: Path, samples: Tensor, energy) -> list[Path]:
+        path = Path(out_dir) / "samples.gif"
+        clips_gif(samples, path)
+        return [path]
+
+
+class VideoData(ClipData):
+    @classmethod
+    def from_config(cls, c: VideoConfig, ctx=None) -> "VideoData":
+        if c.name is not None:
+            path, package = NAMED[c.name]
+            if not path.exists():
+                raise EbmError(f"{path}: not found; the video '{c.name}' ships in Debian's {package} package "
+                               f"(apt-get install {package})")
+        else:
+            path = Path(c.path)
+        frames = read_video(path, seconds=c.seconds, crop=c.crop, size=c.size, channels=c.channels, fps=c.fps).x
+        held = max(1, round(c.heldout * len(frames)))
+        if held < c.clip or len(frames) - held < c.clip:
+            raise EbmError(f"$.data.clip = {c.clip}: {path} gives {len(frames)} frames in the window, "
+                           f"{len(frames) - held} to train on and {held} held out ($.data.heldout = {c.heldout}); "
+                           f"each part needs at least one clip")
+        train, test = frames[:-held], frames[-held:]
+        return cls(clips(train, c.clip, c.stride), clips(test, c.clip, c.clip), batch_size=c.batch_size,
+                   name=str(path))
+
+
+# -- moving digits ---------------------------------------------------------------------------
+
+@attrs.frozen
+class MovingDigitsConfig:
+    """Synthetic clips: scikit-learn digits (data 'digits') gliding across a dark square, bouncing off its edges."""
+
+    n: int = cfg.positive("training clips", default=256)
+    heldout: int = cfg.positive("held-out clips (held-out digits, motions drawn from another seed)", default=64)
+    clip: int = cfg.positive("frames per clip", default=8)
+    size: int = attrs.field(default=24, validator=attrs.validators.ge(12),
+                            metadata={"doc": "side of the square frames (pixels; at least 12)"})
+    digit: int = attrs.field(default=12, validator=attrs.validators.ge(4),
+                             metadata={"doc": "side of each digit (pixels; the 8×8 digits are resized)"})
+    speed: float = cfg.positive("pixels per frame", default=2.0)
+    seed: int = cfg.non_negative("seed of the training clips (the held-out ones use seed + 1)", default=0)
+    batch_size: int = cfg.positive("clips per optimisation step", default=32)
+
+    def __attrs_post_init__(self):
+        if self.digit >= self.size:
+            raise ValueError(f"digit ({self.digit}) must be smaller than size ({self.size})")
+
+
+def moving_digits(digits: Tensor, n: int, *, clip: int, size: int, speed: float, seed: int) -> Tensor:
+    """``n`` clips ``(1, clip, size, size)`` in [−1, 1], each of one of the square images
+    ``digits`` (N, 1, d, d) moving in a straight line at ``speed`` pixels per frame from a
+    random place in a random direction, reflected at the edges (positions rounded to whole
+    pixels); where a digit overlaps the ground the brighter pixel shows."""
+    g = torch.Generator().manual_seed(seed)
+    d = digits.shape[-1]
+    which = torch.randint(len(digits), (n,), generator=g)
+    room = size - d
+    pos = torch.rand(n, 2, generator=g) * room
+    angle = torch.rand(n, generator=g) * 2 * torch.pi
+    velocity = speed * torch.stack([angle.cos(), angle.sin()], 1)
+    out = torch.full((n, 1, clip, size, size), -1.0)
+    for t in range(clip):
+        # a triangle wave folds the straight path back into [0, room]: a bounce at each edge
+        p = (pos + t * velocity).remainder(2 * room)
+        p = torch.where(p > room, 2 * room - p, p).round().long()
+        for i in range(n):
+            r, c = p[i].tolist()
+            window = out[i, 0, t, r:r + d, c:c + d]
+            window.copy_(torch.maximum(window, digits[which[i], 0]))
+    return out
+
+
+class MovingDigitsData(ClipData):
+    @classmethod
+    def from_config(cls, c: MovingDigitsConfig, ctx) -> "MovingDigitsData":
+        # the digits through the registry (ebm-image's data 'digits'): its training digits
+        # move in the training clips, its held-out digits in the held-out clips
+        digits = ctx.build("data", "digits")
+        train, held = (F.interpolate(x, size=(c.digit, c.digit), mode="bilinear", align_corners=False).clamp(-1, 1)
+                       for x in (digits.dataset().x, digits.heldout().x))
+        kw = {"clip": c.clip, "size": c.size, "speed": c.speed}
+        return cls(moving_digits(train, c.n, seed=c.seed, **kw), moving_digits(held, c.heldout, seed=c.seed + 1, **kw),
+                   batch_size=c.batch_size, name="moving_digits")

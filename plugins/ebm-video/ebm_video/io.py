@@ -1,0 +1,116 @@
+"""Reading videos: a file FFmpeg decodes (``.avi``, ``.mp4``, ``.gif``…, through PyAV) or a
+folder of numbered frames, as float frames in [−1, 1], cropped, grey or colour, resized.
+
+Only the frames of the asked time window are kept; decoding stops at its end, so a long
+video costs the memory of the window, never of the file. A file whose frames come at
+irregular times (an AVI whose container repeats a frame by an empty chunk, as Debian's
+``tree.avi`` does: 444 time slots, 68 coded frames) gives its *coded* frames, each with
+its time, so no frame appears twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from ebmcore import EbmError
+from ebmcore.kit.files import open_regular
+from ebmcore.kit.images import read_image
+from ebmcore.kit.memory import check_fits, tensor_bytes
+
+#: image files a folder of frames may hold
+FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: the most frames one read keeps (a window of an hour at 15 fps is 54,000)
+MAX_FRAMES = 100_000
+
+
+class Frames:
+    """Decoded frames ``(T, C, H, W)`` in [−1, 1] and their times in seconds."""
+
+    def __init__(self, x: Tensor, times: list[float]):
+        self.x, self.times = x, times
+
+
+def _window(t: float, seconds: tuple[float, float] | None) -> int:
+    """−1 before the window, 0 inside, 1 after."""
+    if seconds is None:
+        return 0
+    return -1 if t < seconds[0] else 1 if t >= seconds[1] else 0
+
+
+def _decoded(path: Path, seconds: tuple[float, float] | None, key: str) -> tuple[list[np.ndarray], list[float]]:
+    """The RGB frames (H, W, 3) uint8 of a video file inside the window, and their times."""
+    frames, times = [], []
+    with open_regular(path, what="a video") as f:
+        try:
+            with av.open(f, mode="r") as container:
+                if not container.streams.video:
+                    raise EbmError(f"{path}: has no video stream")
+                stream = container.streams.video[0]
+                for frame in container.decode(stream):
+                    t = float(frame.time) if frame.time is not None else len(times) / float(stream.average_rate or 1)
+                    where = _window(t, seconds)
+                    if where > 0:
+                        break  # past the window: the rest is never decoded
+                    if where == 0:
+                        if len(frames) % 256 == 0:  # the next 256 frames, as bytes and as floats
+                            check_fits(f"{key}.seconds", tensor_bytes(len(frames) + 256, 3, frame.height,
+                                                                      frame.width, itemsize=1 + 4),
+                                       what=f"the frames of {path}")
+                        if len(frames) >= MAX_FRAMES:
+                            raise EbmError(f"{path}: more than {MAX_FRAMES:,} frames in the window; "
+                                           f"set {key} to a shorter one")
+                        frames.append(frame.to_ndarray(format="rgb24"))
+                        times.append(t)
+        except av.error.FFmpegError as exc:
+            raise EbmError(f"{path}: cannot read it as a video: {exc}") from None
+    return frames, times
+
+
+def _folder(path: Path, fps: float, seconds: tuple[float, float] | None) -> tuple[list[np.ndarray], list[float]]:
+    """The frames of a folder of images, in name order, at ``fps`` frames per second."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
+    if not files:
+        raise EbmError(f"{path}: no frames found (extensions: {', '.join(FRAME_EXTENSIONS)})")
+    kept = [(i / fps, p) for i, p in enumerate(files) if _window(i / fps, seconds) == 0]
+    frames = [np.asarray(read_image(p, "RGB"), dtype=np.uint8) for _, p in kept]
+    shapes = {a.shape for a in frames}
+    if len(shapes) > 1:
+        raise EbmError(f"{path}: frames of different sizes {sorted(shapes)}")
+    return frames, [t for t, _ in kept]
+
+
+def read_video(path: str | Path, *, seconds: tuple[float, float] | None = None,
+               crop: tuple[int, int, int, int] | None = None, size: tuple[int, int] | None = None,
+               channels: int = 1, fps: float = 15.0, key: str = "$.data") -> Frames:
+    """The frames of ``path`` (a video file or a folder of frames at ``fps``) whose time in
+    seconds lies in ``seconds`` = [start, stop), cropped to ``crop`` = (top, left, height,
+    width) in the source's pixels, grey (ITU-R 601 luma) or RGB, and resized to ``size`` =
+    (height, width). Errors name the file, or ``key`` (the recipe section) for settings."""
+    path = Path(path)
+    if path.is_dir():
+        frames, times = _folder(path, fps, seconds)
+    else:
+        frames, times = _decoded(path, seconds, key)
+    if not frames:
+        raise EbmError(f"{path}: no frames in the window {key}.seconds = {list(seconds or ())}")
+    x = torch.from_numpy(np.stack(frames))  # (T, H, W, 3) uint8
+    if crop is not None:
+        top, left, height, width = crop
+        if top + height > x.shape[1] or left + width > x.shape[2]:
+            raise EbmError(f"{key}.crop = {list(crop)} (top, left, height, width) does not fit the "
+                           f"{x.shape[2]}×{x.shape[1]} frames of {path}")
+        x = x[:, top:top + height, left:left + width]
+    x = rearrange(x, "t h w c -> t c h w").float() / 127.5 - 1
+    if channels == 1:
+        x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
+                          antialias=size[0] < x.shape[-2] or size[1] < x.shape[-1])
+    return Frames(x.clamp(-1, 1).contiguous(), times)
