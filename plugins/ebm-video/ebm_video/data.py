@@ -2,7 +2,7 @@
 Debian ships) and ``moving_digits`` (a synthetic set made by code, for tests).
 
 An example is one clip ``(channels, frames, height, width)``, the layout of 3-D
-convolutions. The held-out split of ``video`` is temporal: the clips of the last
+convolutions; samples are scored by :mod:`ebm_video.metrics`. The held-out split of ``video`` is temporal: the clips of the last
 ``heldout`` share of the frames, never overlapping a training clip, so a model is scored
 on motion it has not seen. Training clips start every ``stride`` frames.
 """
@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ebm_video.io import read_video
+from ebm_video.metrics import VideoMetrics
 from ebm_video.pictures import clips_gif, clips_png
 from ebmcore import Batch, Data, EbmError
 from ebmcore import config as cfg
@@ -95,6 +96,7 @@ class ClipData(Data):
     def __init__(self, train: Tensor, heldout: Tensor | None, *, batch_size: int, name: str):
         self.x, self._heldout, self.batch_size, self.name = train.contiguous(), heldout, batch_size, name
         self.event_shape = tuple(train.shape[1:])
+        self._metrics: VideoMetrics | None = None
 
     def dataset(self) -> Batch:
         return Batch(self.x)
@@ -104,6 +106,15 @@ class ClipData(Data):
 
     def save_samples(self, x: Tensor, path: Path) -> None:
         clips_png(x, Path(path))
+
+    def evaluate(self, samples: Tensor) -> dict[str, float]:
+        """``video`` (:mod:`ebm_video.metrics`: statistics over time against the held-out
+        clips) beside its yardsticks."""
+        if self._heldout is None:
+            return {}
+        if self._metrics is None:
+            self._metrics = VideoMetrics(self.x, self._heldout)
+        return self._metrics(samples)
 
     def report(self, out_dir: Path, samples: Tensor, energy) -> list[Path]:
         path = Path(out_dir) / "samples.gif"

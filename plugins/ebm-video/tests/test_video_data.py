@@ -213,3 +213,29 @@ def test_stconvnet_refuses_images_and_layer_lists_of_different_lengths():
         _stconvnet((1, 8, 8))
     with pytest.raises(EbmError, match=r"\$\.energy: .*one entry per layer"):
         _stconvnet((1, 4, 8, 8), channels=[4])
+
+
+# -- the video metric ---------------------------------------------------------------------------
+
+def test_clip_statistics_of_known_clips():
+    from ebm_video.metrics import clip_statistics
+
+    still = torch.rand(4, 1, 1, 6, 6, generator=torch.Generator().manual_seed(0)).expand(4, 1, 8, 6, 6)
+    s = clip_statistics(still)  # every frame the same
+    assert torch.allclose(s["autocorr"], torch.ones(3, dtype=torch.float64)) and s["motion"].item() == 0
+    # a picture and its negative in turn: all temporal power at the highest frequency, r(1) = −1
+    picture = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+    blink = torch.stack([picture * (-1) ** t for t in range(8)]).view(1, 1, 8, 2, 2)
+    s = clip_statistics(blink)
+    assert s["spectrum"][-1].item() == pytest.approx(1.0) and s["autocorr"][0].item() == pytest.approx(-1.0)
+    assert s["histogram"].sum().item() == pytest.approx(1.0)
+
+
+def test_the_video_metric_puts_real_motion_near_the_floor_and_noise_at_the_ceiling():
+    d = build("data", "moving_digits", n=256, heldout=128)
+    m = d.evaluate(d.heldout().x)  # the held-out clips themselves: distance 0
+    assert m["video"] == 0 and set(m) >= {"video/heldout", "video/shuffled", "video/noise", "video/gaussian"}
+    fresh = d.evaluate(build("data", "moving_digits", n=128, heldout=1, seed=7).x)  # the same process
+    assert fresh["video"] < 0.5 * m["video/shuffled"]  # motion in the right order: near the floor
+    assert m["video/heldout"] < m["video/shuffled"] < m["video/noise"]
+    assert m["video/heldout"] < m["video/gaussian"]
