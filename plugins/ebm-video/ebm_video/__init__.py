@@ -1,7 +1,8 @@
 """Video for ebm: clips ``(channels, frames, height, width)`` as data — ``video`` (a file
 FFmpeg reads, a folder of frames, or Debian's ``tree.avi`` dynamic texture) and
 ``moving_digits`` (synthetic) — with pictures as frame grids and animated GIFs, and the
-spatial-temporal generative ConvNet energy ``stconvnet``."""
+spatial-temporal generative ConvNet energy ``stconvnet``, the video metric and the task
+``recover`` (clips with frames or pixels missing, completed by masked sampling)."""
 
 from ebm_video.data import (
     ClipData,
@@ -14,11 +15,14 @@ from ebm_video.data import (
 )
 from ebm_video.energies import STConvNet, STConvNetConfig
 from ebm_video.io import Frames, read_video
+from ebm_video.metrics import VideoMetrics, clip_statistics
 from ebm_video.pictures import clips_gif, clips_png
+from ebm_video.tasks import Recover, RecoverConfig, interpolated, missing_mask, temporal_mean
 from ebmcore import Component, hookimpl
 
-__all__ = ["ClipData", "Frames", "MovingDigitsConfig", "MovingDigitsData", "STConvNet", "STConvNetConfig",
-           "VideoConfig", "VideoData", "clips", "clips_gif", "clips_png", "moving_digits", "read_video"]
+__all__ = ["ClipData", "Frames", "MovingDigitsConfig", "MovingDigitsData", "Recover", "RecoverConfig", "STConvNet",
+           "STConvNetConfig", "VideoConfig", "VideoData", "VideoMetrics", "clip_statistics", "clips", "clips_gif",
+           "clips_png", "interpolated", "missing_mask", "moving_digits", "read_video", "temporal_mean"]
 
 
 @hookimpl
@@ -27,4 +31,5 @@ def ebm_components():
         Component("data", "video", VideoConfig, VideoData.from_config),
         Component("data", "moving_digits", MovingDigitsConfig, MovingDigitsData.from_config),
         Component("energy", "stconvnet", STConvNetConfig, STConvNet.from_config),
+        Component("task", "recover", RecoverConfig, Recover.from_config, requires=("energy", "sampler")),
     ]

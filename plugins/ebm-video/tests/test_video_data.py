@@ -239,3 +239,44 @@ def test_the_video_metric_puts_real_motion_near_the_floor_and_noise_at_the_ceili
     assert fresh["video"] < 0.5 * m["video/shuffled"]  # motion in the right order: near the floor
     assert m["video/heldout"] < m["video/shuffled"] < m["video/noise"]
     assert m["video/heldout"] < m["video/gaussian"]
+
+
+# -- recovery ------------------------------------------------------------------------------------
+
+def test_interpolation_and_temporal_mean_baselines_by_hand():
+    from ebm_video import interpolated, missing_mask, temporal_mean
+
+    x = torch.tensor([0.0, 9.0, 2.0, 9.0, 9.0, 8.0, 9.0]).view(1, 1, 7, 1, 1)
+    gone = torch.tensor([True, False, True, True, False, True, True]).view(1, 1, 7, 1, 1)
+    # held before the first observed value and after the last; linear in between
+    assert interpolated(x, gone).flatten().tolist() == pytest.approx([9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0])
+    x2 = torch.tensor([0.0, 1.0, 5.0, 9.0, 3.0]).view(1, 1, 5, 1, 1)
+    gone2 = torch.tensor([False, True, True, False, True]).view(1, 1, 5, 1, 1)
+    assert interpolated(x2, gone2).flatten().tolist() == pytest.approx([0.0, 3.0, 6.0, 9.0, 9.0])
+    assert temporal_mean(x2, gone2).flatten().tolist() == pytest.approx([0.0, 4.5, 4.5, 9.0, 4.5])
+    frames = missing_mask((2, 1, 6, 3, 3), "frames", 0.5, torch.Generator())
+    assert frames[0, 0, :, 0, 0].tolist() == [False, True, False, True, False, False]
+    pixels = missing_mask((4, 3, 6, 8, 8), "pixels", 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(pixels[:, :1].expand_as(pixels), pixels) and 0.4 < pixels.float().mean() < 0.6
+
+
+def test_recover_keeps_observed_values_and_reports_the_baselines(tmp_path):
+    from ebm_video import Recover, RecoverConfig, missing_mask
+
+    from ebmcore.build import BuildContext
+
+    data = build("data", "moving_digits", n=8, heldout=4, clip=5, size=16, speed=2.0)
+    ctx = BuildContext(event_shape=data.event_shape)
+    energy = ctx.build("energy", "stconvnet", channels=[4], kernels=[[3, 3, 3]], strides=[[1, 1, 1]])
+    sampler = build("sampler", "langevin", n_steps=3, step_size=0.1, clamp=[-1.0, 1.0])
+    for how in ("frames", "pixels"):
+        task = Recover(RecoverConfig(missing=how, n=4), energy, sampler, "cpu")
+        m = task.run(None, data, rng=torch.Generator().manual_seed(0), out=tmp_path)
+        assert set(m) == {"mse", "mse_interpolation", "mse_temporal_mean", "mse_noise_fill", "vs_interpolation"}
+        assert m["mse_interpolation"] < m["mse_noise_fill"] and (tmp_path / "recover.png").exists()
+        x = data.heldout().x
+        gone = missing_mask(tuple(x.shape), how, 0.5, torch.Generator().manual_seed(1))
+        start, done = task.recover(x, gone, rng=torch.Generator().manual_seed(2))
+        assert torch.equal(done[~gone], x[~gone]) and not torch.equal(done[gone], start[gone])
+    with pytest.raises(EbmError, match="needs clips"):
+        BuildContext(event_shape=(1, 8, 8)).build("task", "recover")

@@ -1,0 +1,131 @@
+"""Task ``recover``: held-out clips with frames or pixels missing, completed by the recipe's
+sampler on the energy with the observed entries held fixed (masked sampling), scored by
+the MSE on the missing entries beside two baselines that need no model:
+
+- ``mse_interpolation``: each missing value linearly interpolated in time between the
+  nearest observed values of the same pixel (held at the ends);
+- ``mse_temporal_mean``: each missing value the mean of the observed values of its pixel;
+- ``mse_noise_fill``: the uniform noise the chains start from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import attrs
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from ebm_video.pictures import clips_png
+from ebmcore import EbmError, Task
+from ebmcore import config as cfg
+from ebmcore.kit.replicas import one_row_per_chain
+
+
+@attrs.frozen
+class RecoverConfig:
+    """Recovery of held-out clips with frames or pixels missing, by masked sampling."""
+
+    missing: Literal["frames", "pixels"] = cfg.doc(
+        "'frames': every other frame missing (the first and last observed); 'pixels': a random "
+        "`share` of the pixels of every frame", default="frames")
+    share: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
+                               metadata={"doc": "missing = 'pixels': the share missing, in (0, 1)"})
+    n: int = cfg.positive("held-out clips to recover (the first n)", default=64)
+    n_steps: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "sampler steps (default: the recipe sampler's n_steps)"})
+    batch: int = cfg.positive("clips per chain batch", default=64)
+    show: int = cfg.positive("clips in each block of the picture (original, observed, recovered, "
+                             "interpolation)", default=2)
+
+
+def missing_mask(shape: tuple[int, ...], how: str, share: float, rng: torch.Generator) -> Tensor:
+    """True where a value of clips ``(N, C, T, H, W)`` is missing: every other frame (odd
+    frames; the last frame observed), or a random ``share`` of each frame's pixels (all
+    channels of a pixel together)."""
+    n, c, t, h, w = shape
+    if how == "frames":
+        frames = torch.zeros(t, dtype=torch.bool)
+        frames[1:t - 1:2] = True
+        return frames.view(1, 1, t, 1, 1).expand(shape).clone()
+    pixels = torch.rand((n, 1, t, h, w), generator=rng, device=rng.device).cpu() < share
+    return pixels.expand(shape).clone()
+
+
+def interpolated(x: Tensor, missing: Tensor) -> Tensor:
+    """Each missing value linearly interpolated in time between the nearest observed values
+    of its pixel, held constant beyond the first and last observed ones."""
+    flat = rearrange(x, "n c t h w -> (n c h w) t")
+    gone = rearrange(missing, "n c t h w -> (n c h w) t")
+    t = torch.arange(flat.shape[1], dtype=x.dtype).expand_as(flat)
+    big = flat.shape[1]
+    # the nearest observed time at or before / at or after each time
+    before = torch.where(gone, -1, t.long()).cummax(1).values
+    after = torch.where(gone, big, t.long()).flip(1).cummin(1).values.flip(1)
+    before_ok, after_ok = before >= 0, after < big
+    b, a = before.clamp(0, big - 1), after.clamp(0, big - 1)
+    xb, xa = flat.gather(1, b), flat.gather(1, a)
+    weight = torch.where(after > before, (t - before) / (after - before).clamp(min=1), torch.zeros_like(t))
+    between = xb + weight * (xa - xb)
+    out = torch.where(before_ok & after_ok, between, torch.where(before_ok, xb, xa))
+    out = torch.where(gone, out, flat)
+    n, c, _, h, w = x.shape
+    return rearrange(out, "(n c h w) t -> n c t h w", n=n, c=c, h=h, w=w)
+
+
+def temporal_mean(x: Tensor, missing: Tensor) -> Tensor:
+    """Each missing value the mean of the observed values of its pixel (0 where none is)."""
+    seen = (~missing).to(x.dtype)
+    mean = (x * seen).sum(2, keepdim=True) / seen.sum(2, keepdim=True).clamp(min=1)
+    return torch.where(missing, mean.expand_as(x), x)
+
+
+def _mse(a: Tensor, b: Tensor, where: Tensor) -> float:
+    return float(((a - b).pow(2) * where).sum() / where.sum().clamp(min=1))
+
+
+class Recover(Task):
+    """Masked sampling of held-out clips; ``mse`` on the missing values beside the baselines."""
+
+    def __init__(self, c: RecoverConfig, energy, sampler, device):
+        self.c, self.energy, self.sampler, self.device = c, energy, sampler, torch.device(device)
+
+    @classmethod
+    def from_config(cls, c: RecoverConfig, ctx) -> "Recover":
+        who = "task 'recover'"
+        shape = ctx.need_event_shape(who)
+        if len(shape) != 4:
+            raise EbmError(f"{who} needs clips (channels, frames, height, width), the data are {tuple(shape)}")
+        if c.missing == "frames" and shape[1] < 3:
+            raise EbmError(f"{who}: missing = 'frames' needs clips of at least 3 frames, these have {shape[1]}")
+        return cls(c, ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.device)
+
+    def recover(self, x: Tensor, missing: Tensor, *, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """(start, recovered): the clips with uniform noise where values are missing, and
+        after the chains; observed values of both are those of ``x``, bit for bit."""
+        noise = torch.rand(x.shape, generator=rng, device=rng.device).cpu() * 2 - 1
+        start = torch.where(missing, noise, x)
+        done = []
+        for xs, ms in zip(start.split(self.c.batch), missing.split(self.c.batch), strict=True):
+            xs, ms = xs.to(self.device), ms.to(self.device)
+            done.append(self.sampler.run(xs, self.energy, self.c.n_steps, rng=rng, mask=~ms).cpu())
+        return start, torch.where(missing, torch.cat(done), x)
+
+    def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
+        held = data.heldout()
+        if held is None:
+            raise EbmError("task 'recover' needs data with a held-out split")
+        x = held.x[: self.c.n]
+        missing = missing_mask(tuple(x.shape), self.c.missing, self.c.share, rng)
+        start, recovered = self.recover(x, missing, rng=rng)
+        lerp, mean = interpolated(x, missing), temporal_mean(x, missing)
+        k = min(self.c.show, len(x))
+        observed = torch.where(missing, torch.zeros_like(x), x)  # missing shown grey
+        clips_png(torch.cat([x[:k], observed[:k], recovered[:k], lerp[:k]]), out / "recover.png", shown=4 * k)
+        where = missing.to(x.dtype)
+        mse, mse_lerp = _mse(recovered, x, where), _mse(lerp, x, where)
+        return {"mse": mse, "mse_interpolation": mse_lerp, "mse_temporal_mean": _mse(mean, x, where),
+                "mse_noise_fill": _mse(start, x, where), "vs_interpolation": mse / max(mse_lerp, 1e-12)}
