@@ -120,6 +120,8 @@ CASES = {
     ("data", "video"): {"data": ("video", {"path": "{tmp}/folder", "clip": 1, "heldout": 0.5, "size": [8, 8]})},
     ("data", "moving_digits"): {"data": ("moving_digits", {"n": 2, "heldout": 2})},
     ("energy", "stconvnet"): {"data": ("standin", {"shape": [1, 4, 8, 8]}), "energy": ("stconvnet", {})},
+    ("task", "recover"): {"data": ("moving_digits", {"n": 2, "heldout": 2}), "energy": ENERGY, "sampler": SAMPLER,
+                          "task": ("recover", {})},
 }
 
 
