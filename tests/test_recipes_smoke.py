@@ -37,6 +37,8 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
                           f"tasks.{label}.grid=50"]
         if task["type"] == "dbn_bound":  # a short AIS path, one draw of h₁
             overrides += [f"tasks.{label}.betas=10", f"tasks.{label}.chains=16", f"tasks.{label}.samples=1"]
+        if task["type"] == "recover":  # a few clips, short chains
+            overrides += [f"tasks.{label}.n=4", f"tasks.{label}.n_steps=5"]
     # the first Fashion-MNIST recipe also trains the metric classifier
     run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()
