@@ -280,6 +280,10 @@ def _objective_recipes(tiny):
         coop["objective"] = {"type": name, "alpha": 0.1}
         coop["optim"]["generator"] = {"type": "adam", "lr": 1e-3}
         recipes[name] = coop
+    triangle = copy.deepcopy(recipes["coop_vae"])  # generator and encoder in one group; revision on
+    triangle["objective"] = {"type": "triangle", "alpha": 0.1, "latent_weight": 0.1, "revise_steps": 2,
+                             "sample_steps": 2}
+    recipes["triangle"] = triangle
     nce = copy.deepcopy(mle)
     del nce["generator"]
     nce["objective"] = {"type": "nce", "noise_ratio": 2}
