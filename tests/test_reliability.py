@@ -284,6 +284,15 @@ def _objective_recipes(tiny):
     triangle["objective"] = {"type": "triangle", "alpha": 0.1, "latent_weight": 0.1, "revise_steps": 2,
                              "sample_steps": 2}
     recipes["triangle"] = triangle
+
+    recipes["jem"] = {  # labelled digits, a label-conditional energy; the crash falls in the warm-up
+        "run": {"seed": 0, "steps": 6, "log_every": 1, "checkpoint_every": 2, "eval_samples": 16},
+        "data": {"type": "digits", "batch_size": 16, "conditional": True},
+        "energy": {"type": "swish_cnn", "hidden": 8, "condition": "label"},
+        "sampler": {"type": "langevin", "n_steps": 3, "step_size": 1.0, "noise": 0.01, "clamp": [-1.0, 1.0]},
+        "generator": {"type": "replay_buffer", "size": 64, "reinit": 0.05},
+        "objective": {"type": "jem", "alpha": 0.1, "sample_steps": 3, "eval_chains": "persistent"},
+        "optim": {"energy": {"lr": 1e-3, "warmup_steps": 8}}}
     nce = copy.deepcopy(mle)
     del nce["generator"]
     nce["objective"] = {"type": "nce", "noise_ratio": 2}
