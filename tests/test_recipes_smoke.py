@@ -39,6 +39,10 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
             overrides += [f"tasks.{label}.betas=10", f"tasks.{label}.chains=16", f"tasks.{label}.samples=1"]
         if task["type"] == "recover":  # a few clips, short chains
             overrides += [f"tasks.{label}.n=4", f"tasks.{label}.n_steps=5"]
+        if task["type"] == "classify":  # a part of the test split and of each OOD set
+            overrides += [f"tasks.{label}.n=500", f"tasks.{label}.ood_n=100"]
+        if task["type"] in ("class_accuracy", "revision", "reconstruction"):  # a few images
+            overrides += [f"tasks.{label}.n=40"]
     # the first Fashion-MNIST recipe also trains the metric classifier
     run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()
