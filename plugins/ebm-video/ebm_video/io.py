@@ -53,8 +53,9 @@ def _decoded(path: Path, seconds: tuple[float, float] | None, key: str) -> tuple
                 if not container.streams.video:
                     raise EbmError(f"{path}: has no video stream")
                 stream = container.streams.video[0]
-                for frame in container.decode(stream):
-                    t = float(frame.time) if frame.time is not None else len(times) / float(stream.average_rate or 1)
+                for index, frame in enumerate(container.decode(stream)):
+                    # a frame without a time stamp is placed by its index at the stream's rate
+                    t = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 1)
                     where = _window(t, seconds)
                     if where > 0:
                         break  # past the window: the rest is never decoded
