@@ -280,3 +280,11 @@ def test_recover_keeps_observed_values_and_reports_the_baselines(tmp_path):
         assert torch.equal(done[~gone], x[~gone]) and not torch.equal(done[gone], start[gone])
     with pytest.raises(EbmError, match="needs clips"):
         BuildContext(event_shape=(1, 8, 8)).build("task", "recover")
+
+
+def test_a_window_larger_than_memory_is_refused_before_decoding_it(video, monkeypatch):
+    from ebmcore.kit import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 2**20)  # a 1 MiB machine
+    with pytest.raises(EbmError, match=r"^\$\.data\.seconds: needs an estimated .* \(the frames of .*square\.mkv\)"):
+        read_video(video)
