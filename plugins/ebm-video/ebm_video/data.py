@@ -4,7 +4,7 @@ Debian ships) and ``moving_digits`` (a synthetic set made by code, for tests).
 An example is one clip ``(channels, frames, height, width)``, the layout of 3-D
 convolutions; samples are scored by :mod:`ebm_video.metrics`. The held-out split of ``video`` is temporal: the clips of the last
 ``heldout`` share of the frames, never overlapping a training clip, so a model is scored
-on motion it has not seen. Training clips start every ``stride`` frames.
+on motion it has not seen. Training and held-out clips start every ``stride`` frames.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class VideoConfig:
                                         metadata={"doc": "[height, width] of the frames after cropping"})
     channels: Literal[1, 3] = cfg.doc("1: grey, 3: RGB", default=1)
     clip: int = cfg.positive("frames per clip (an example)", default=8)
-    stride: int = cfg.positive("frames between the starts of consecutive training clips", default=1)
+    stride: int = cfg.positive("frames between the starts of consecutive clips (training and held-out)", default=1)
     heldout: float = attrs.field(default=0.2, validator=_fraction,
                                  metadata={"doc": "the last share of the frames, held out (a temporal split)"})
     fps: float = cfg.positive("frames per second of a folder of frames", default=15.0)
@@ -139,7 +139,7 @@ class VideoData(ClipData):
                            f"{len(frames) - held} to train on and {held} held out ($.data.heldout = {c.heldout}); "
                            f"each part needs at least one clip")
         train, test = frames[:-held], frames[-held:]
-        return cls(clips(train, c.clip, c.stride), clips(test, c.clip, c.clip), batch_size=c.batch_size,
+        return cls(clips(train, c.clip, c.stride), clips(test, c.clip, c.stride), batch_size=c.batch_size,
                    name=str(path))
 
 

@@ -5,13 +5,18 @@ the MSE on the missing entries beside two baselines that need no model:
 - ``mse_interpolation``: each missing value linearly interpolated in time between the
   nearest observed values of the same pixel (held at the ends);
 - ``mse_temporal_mean``: each missing value the mean of the observed values of its pixel;
-- ``mse_noise_fill``: the uniform noise the chains start from.
+- ``mse_noise_fill``: uniform noise in the missing values.
+
+The chains start from noise (``fill = "noise"``) or from the interpolation (``fill =
+"interpolation"``: the sampler then refines the baseline); ``chains > 1`` averages several
+completions, an estimate of the conditional mean, which minimises the expected MSE (one
+sample's error is about twice the conditional variance, the mean's once).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -34,12 +39,25 @@ class RecoverConfig:
     share: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
                                metadata={"doc": "missing = 'pixels': the share missing, in (0, 1)"})
     n: int = cfg.positive("held-out clips to recover (the first n)", default=64)
+    fill: Literal["noise", "interpolation"] = cfg.doc(
+        "what the missing values start from: U(−1, 1) noise, or the interpolation baseline", default="noise")
+    chains: int = cfg.positive("independent completions per clip, averaged (an estimate of the "
+                               "conditional mean)", default=1)
+    kernel: str | None = cfg.doc("a registered sampler for the recovery chains, built with `kernel_options` "
+                                 "(e.g. noise-free Langevin); unset: the recipe's sampler", default=None)
+    kernel_options: dict[str, Any] = attrs.field(
+        factory=dict, metadata={"doc": "the kernel's settings (keys of its own section), e.g. "
+                                       "{step_size = 5.0, noise = 0.0, n_steps = 30}"})
     n_steps: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
-        metadata={"doc": "sampler steps (default: the recipe sampler's n_steps)"})
+        metadata={"doc": "sampler steps (default: the sampler's n_steps)"})
     batch: int = cfg.positive("clips per chain batch", default=64)
     show: int = cfg.positive("clips in each block of the picture (original, observed, recovered, "
                              "interpolation)", default=2)
+
+    def __attrs_post_init__(self):
+        if self.kernel_options and self.kernel is None:
+            raise ValueError("kernel_options needs kernel (the recipe's sampler keeps its own settings)")
 
 
 def missing_mask(shape: tuple[int, ...], how: str, share: float, rng: torch.Generator) -> Tensor:
@@ -101,18 +119,21 @@ class Recover(Task):
             raise EbmError(f"{who} needs clips (channels, frames, height, width), the data are {tuple(shape)}")
         if c.missing == "frames" and shape[1] < 3:
             raise EbmError(f"{who}: missing = 'frames' needs clips of at least 3 frames, these have {shape[1]}")
-        return cls(c, ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.device)
+        sampler = ctx.require("sampler", who) if c.kernel is None else ctx.build("sampler", c.kernel, **c.kernel_options)
+        return cls(c, ctx.require("energy", who), one_row_per_chain(sampler, who), ctx.device)
 
-    def recover(self, x: Tensor, missing: Tensor, *, rng: torch.Generator) -> tuple[Tensor, Tensor]:
-        """(start, recovered): the clips with uniform noise where values are missing, and
-        after the chains; observed values of both are those of ``x``, bit for bit."""
-        noise = torch.rand(x.shape, generator=rng, device=rng.device).cpu() * 2 - 1
-        start = torch.where(missing, noise, x)
-        done = []
-        for xs, ms in zip(start.split(self.c.batch), missing.split(self.c.batch), strict=True):
-            xs, ms = xs.to(self.device), ms.to(self.device)
-            done.append(self.sampler.run(xs, self.energy, self.c.n_steps, rng=rng, mask=~ms).cpu())
-        return start, torch.where(missing, torch.cat(done), x)
+    def recover(self, x: Tensor, missing: Tensor, fill: Tensor, *, rng: torch.Generator) -> Tensor:
+        """The clips after chains from ``fill`` in the missing values (the mean of ``chains``
+        of them); observed values are those of ``x``, bit for bit."""
+        start = torch.where(missing, fill, x)
+        total = torch.zeros_like(x)
+        for _ in range(self.c.chains):
+            done = []
+            for xs, ms in zip(start.split(self.c.batch), missing.split(self.c.batch), strict=True):
+                xs, ms = xs.to(self.device), ms.to(self.device)
+                done.append(self.sampler.run(xs, self.energy, self.c.n_steps, rng=rng, mask=~ms).cpu())
+            total += torch.cat(done)
+        return torch.where(missing, total / self.c.chains, x)
 
     def run(self, objective, data, *, rng, out: Path) -> dict[str, float]:
         held = data.heldout()
@@ -120,12 +141,13 @@ class Recover(Task):
             raise EbmError("task 'recover' needs data with a held-out split")
         x = held.x[: self.c.n]
         missing = missing_mask(tuple(x.shape), self.c.missing, self.c.share, rng)
-        start, recovered = self.recover(x, missing, rng=rng)
         lerp, mean = interpolated(x, missing), temporal_mean(x, missing)
+        noise = torch.where(missing, torch.rand(x.shape, generator=rng, device=rng.device).cpu() * 2 - 1, x)
+        recovered = self.recover(x, missing, noise if self.c.fill == "noise" else lerp, rng=rng)
         k = min(self.c.show, len(x))
         observed = torch.where(missing, torch.zeros_like(x), x)  # missing shown grey
         clips_png(torch.cat([x[:k], observed[:k], recovered[:k], lerp[:k]]), out / "recover.png", shown=4 * k)
         where = missing.to(x.dtype)
         mse, mse_lerp = _mse(recovered, x, where), _mse(lerp, x, where)
         return {"mse": mse, "mse_interpolation": mse_lerp, "mse_temporal_mean": _mse(mean, x, where),
-                "mse_noise_fill": _mse(start, x, where), "vs_interpolation": mse / max(mse_lerp, 1e-12)}
+                "mse_noise_fill": _mse(noise, x, where), "vs_interpolation": mse / max(mse_lerp, 1e-12)}

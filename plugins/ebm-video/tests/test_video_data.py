@@ -276,10 +276,51 @@ def test_recover_keeps_observed_values_and_reports_the_baselines(tmp_path):
         assert m["mse_interpolation"] < m["mse_noise_fill"] and (tmp_path / "recover.png").exists()
         x = data.heldout().x
         gone = missing_mask(tuple(x.shape), how, 0.5, torch.Generator().manual_seed(1))
-        start, done = task.recover(x, gone, rng=torch.Generator().manual_seed(2))
+        start = torch.where(gone, torch.zeros_like(x), x)
+        done = task.recover(x, gone, start, rng=torch.Generator().manual_seed(2))
         assert torch.equal(done[~gone], x[~gone]) and not torch.equal(done[gone], start[gone])
     with pytest.raises(EbmError, match="needs clips"):
         BuildContext(event_shape=(1, 8, 8)).build("task", "recover")
+
+
+def test_recovery_from_the_interpolation_and_the_mean_of_several_chains(tmp_path):
+    from ebm_video import Recover, RecoverConfig, interpolated, missing_mask
+
+    from ebmcore.build import BuildContext
+
+    data = build("data", "moving_digits", n=8, heldout=4, clip=5, size=16, speed=2.0)
+    energy = BuildContext(event_shape=data.event_shape).build("energy", "stconvnet", channels=[4], kernels=[[3, 3, 3]],
+                                                                strides=[[1, 1, 1]])
+    # a chain that never moves leaves the interpolation as it was: the baseline's score exactly
+    still = build("sampler", "langevin", n_steps=1, step_size=1e-30, noise=1e-30)
+    m = Recover(RecoverConfig(missing="pixels", n=4, fill="interpolation"), energy, still, "cpu").run(
+        None, data, rng=torch.Generator().manual_seed(0), out=tmp_path)
+    assert m["mse"] == pytest.approx(m["mse_interpolation"], rel=1e-6)
+    # pure noise around the interpolation: the mean of 16 chains strays 1/16 as far (in MSE)
+    x = data.heldout().x
+    gone = missing_mask(tuple(x.shape), "pixels", 0.5, torch.Generator().manual_seed(1))
+    lerp = interpolated(x, gone)
+    walk = build("sampler", "langevin", n_steps=4, step_size=1e-30, noise=0.05)
+    spread = {k: (Recover(RecoverConfig(missing="pixels", chains=k), energy, walk, "cpu")
+                  .recover(x, gone, lerp, rng=torch.Generator().manual_seed(3)) - lerp)[gone].pow(2).mean().item()
+              for k in (1, 16)}
+    assert spread[1] == pytest.approx(4 * 0.05**2, rel=0.1)
+    assert spread[16] == pytest.approx(spread[1] / 16, rel=0.15)
+
+
+def test_recovery_chains_by_another_registered_kernel():
+    from ebm_video import RecoverConfig
+
+    from ebmcore.build import BuildContext
+
+    ctx = BuildContext(event_shape=(1, 5, 16, 16))
+    ctx.built.update(energy=ctx.build("energy", "stconvnet", channels=[4], kernels=[[3, 3, 3]], strides=[[1, 1, 1]]),
+                     sampler=build("sampler", "langevin", noise=0.01))
+    task = ctx.build("task", "recover", kernel="langevin", kernel_options={"noise": 0.0, "step_size": 2.0})
+    assert task.sampler is not ctx.built["sampler"] and task.sampler.config.noise == 0.0
+    assert ctx.build("task", "recover").sampler is ctx.built["sampler"]
+    with pytest.raises(ValueError, match="kernel_options needs kernel"):
+        RecoverConfig(kernel_options={"noise": 0.0})
 
 
 def test_a_window_larger_than_memory_is_refused_before_decoding_it(video, monkeypatch):
