@@ -197,6 +197,25 @@ def test_a_passing_check_returns_what_it_measured():
     assert m["2d"]["weights"].tolist() == pytest.approx([0.2, 0.3, 0.5], abs=0.04)
 
 
+def test_off_graph_steps_leave_no_graph_and_enter_no_grad_only_when_needed(monkeypatch):
+    from ebmcore.kit.offgraph import off_graph
+
+    entered = []
+    real = torch.no_grad
+    monkeypatch.setattr(torch, "no_grad", lambda: entered.append(1) or real())
+
+    @off_graph
+    def step(x, w):
+        return x * w, torch.is_grad_enabled()
+
+    w = torch.ones(3, requires_grad=True)
+    y, grad_inside = step(torch.ones(3), w)
+    assert not y.requires_grad and not grad_inside and entered == [1]
+    with real():
+        step(torch.ones(3), w)
+    assert entered == [1]
+
+
 def test_the_kit_and_the_diagnostics_import_no_plugin():
     code = ("import sys, ebmcore.kit.conformance, ebmcore.kit.diagnostics; "
             "print([m for m in sys.modules if m.startswith('ebm_')])")

@@ -449,12 +449,14 @@ def check_rng_discipline(sampler, *, n_steps: int = 10) -> None:
 
 def check_carried_state(sampler, *, n_steps: int = 3, seed: int = 0) -> None:
     """For kernels whose state carries E and ∇E: after a few steps they are those of the
-    state's position (an accepted proposal's values taken over, a rejected one's dropped)."""
+    state's position (an accepted proposal's values taken over, a rejected one's dropped),
+    and steps called with grad enabled kept the chain off autograd's graph."""
     energy = GaussianEnergy(torch.tensor([1.0, -1.0]), torch.tensor([[1.0, 0.6], [0.6, 0.8]]))
     rng = torch.Generator().manual_seed(seed)
     state = sampler.init(torch.randn(64, 2, generator=rng), energy, rng=rng)
     for _ in range(n_steps):
-        state, _ = sampler.step(state, energy, rng=rng)
+        state, _ = sampler.step(state, energy, rng=rng)  # outside run_chain: grad enabled
+    assert not state.x.requires_grad, f"sampler {sampler!r}: a step put its update on autograd's graph"
     x = state.x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(energy(x).sum(), x)
     assert torch.allclose(state.energy, energy(state.x)), f"sampler {sampler!r} carries a stale energy"

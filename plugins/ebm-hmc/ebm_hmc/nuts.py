@@ -44,6 +44,7 @@ from ebm_hmc.samplers import per_chain_step
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
 from ebmcore.kernel import normal_like, uniform_like
+from ebmcore.kit.offgraph import off_graph
 
 #: Stan's and BlackJAX's divergence threshold on the energy error H − H₀
 MAX_ENERGY_ERROR = 1000.0
@@ -254,11 +255,9 @@ class NUTS(Sampler):
     def compilable(self, state: NUTSState) -> bool:
         return False  # the tree's depth, and so the graph, depends on the data
 
+    @off_graph
     def step(self, state: NUTSState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[NUTSState, NUTSInfo]:
-        if torch.is_grad_enabled():
-            with torch.no_grad():  # called outside run_chain: keep the update off the graph
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         c = self.config
         inv_mass = 1 / c.mass if state.inv_mass is None else state.inv_mass
         (x, e, g), info = nuts_kernel(

@@ -35,6 +35,7 @@ from ebm_hmc.adaptation import (
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
 from ebmcore.kernel import metropolis, normal_like, select, uniform_like
+from ebmcore.kit.offgraph import off_graph
 
 
 @attrs.frozen
@@ -162,11 +163,9 @@ class HMC(Sampler):
     def compilable(self, state: HMCState) -> bool:
         return state.adaptation is None  # the warm-up's step counter is a Python int
 
+    @off_graph
     def step(self, state: HMCState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[HMCState, HMCInfo]:
-        if torch.is_grad_enabled():
-            with torch.no_grad():  # called outside run_chain: keep the update off the graph
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         c = self.config
         # a fixed ε stays a Python number (cheapest); an adapted one stays on the device
         eps = per_chain_step(state.step_size, state.x) if c.adapt_steps else c.step_size

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
 from ebmcore.kernel import normal_like
+from ebmcore.kit.offgraph import off_graph
 
 
 def _whole_schedule(inst, _attr, value) -> None:
@@ -77,12 +78,10 @@ class AnnealedLangevin(Sampler):
              cond: Tensor | None = None) -> AnnealedLangevinState:
         return AnnealedLangevinState(x, torch.zeros((), dtype=torch.long, device=x.device))
 
+    @off_graph
     def step(self, state: AnnealedLangevinState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None,
              ) -> tuple[AnnealedLangevinState, AnnealedLangevinInfo]:
-        if torch.is_grad_enabled():
-            with torch.no_grad():  # called outside run_chain: keep the update off the graph
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         c, x = self.config, state.x
         last = c.n_levels - 1
         level = torch.clamp(state.t // c.steps_per_level, max=last)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ebmcore import Sampler, energy_and_grad
 from ebmcore import config as cfg
 from ebmcore.kernel import metropolis, normal_like, select
+from ebmcore.kit.offgraph import off_graph
 
 
 @attrs.frozen
@@ -74,13 +75,9 @@ class Langevin(Sampler):
     def init(self, x: Tensor, energy: nn.Module, *, rng: torch.Generator, cond: Tensor | None = None) -> LangevinState:
         return LangevinState(x)
 
+    @off_graph
     def step(self, state: LangevinState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[LangevinState, LangevinInfo]:
-        if torch.is_grad_enabled():
-            # called outside run_chain (which already runs without grad): keep the update
-            # off the graph. Entering no_grad only when needed saves its cost on every step.
-            with torch.no_grad():
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         c, x = self.config, state.x
         e, g = energy_and_grad(energy, x, cond)
         noise = self.noise
@@ -130,11 +127,9 @@ class MALA(Sampler):
     def init(self, x: Tensor, energy: nn.Module, *, rng: torch.Generator, cond: Tensor | None = None) -> MALAState:
         return MALAState(x, *energy_and_grad(energy, x, cond))
 
+    @off_graph
     def step(self, state: MALAState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[MALAState, MALAInfo]:
-        if torch.is_grad_enabled():
-            with torch.no_grad():  # called outside run_chain: keep the update off the graph
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         x, e, g = state
         s, t = self.config.step_size, self.config.temperature
         drift = -s / t  # x' = x + drift·∇E + sqrt(2s)·ξ

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ebm_rbm.energies import BipartiteEnergy, TemperedRBM
 from ebmcore import EbmError, Sampler
 from ebmcore import config as cfg
+from ebmcore.kit.offgraph import off_graph
 
 
 @attrs.frozen
@@ -67,11 +68,9 @@ class Gibbs(Sampler):
         _bipartite(energy)
         return GibbsState(x, x)
 
+    @off_graph
     def step(self, state: GibbsState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None) -> tuple[GibbsState, tuple]:
-        if torch.is_grad_enabled():
-            with torch.no_grad():  # called outside run_chain: keep the update off the graph
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         rbm, beta = _bipartite(energy)
         h = rbm.sample_hidden(state.v.flatten(1), rng, beta=beta)
         eta = rbm.visible_eta(h)

@@ -38,6 +38,7 @@ from ebm_score.ladder import (
 from ebmcore import Condition, EbmError, Energy, Sampler, energy_and_grad
 from ebmcore import config as cfg
 from ebmcore.kernel import normal_like
+from ebmcore.kit.offgraph import off_graph
 
 
 def _whole_schedule(inst, _attr, value) -> None:
@@ -106,12 +107,10 @@ class AnnealedScoreLangevin(Sampler):
                            "it takes no cond")
         return AnnealedScoreState(x, torch.zeros((), dtype=torch.long, device=x.device))
 
+    @off_graph
     def step(self, state: AnnealedScoreState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None,
              ) -> tuple[AnnealedScoreState, AnnealedScoreInfo]:
-        if torch.is_grad_enabled():
-            with torch.no_grad():  # called outside run_chain: keep the update off the graph
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         c, x = self.config, state.x
         annealing = c.levels * c.steps_per_level
         # level L−1 for the first T steps, …, level 0 for the last T (and after)

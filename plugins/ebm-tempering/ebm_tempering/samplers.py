@@ -46,6 +46,7 @@ from ebmcore import Energy, RecipeError, Sampler
 from ebmcore import config as cfg
 from ebmcore.errors import PluginError
 from ebmcore.kernel import metropolis
+from ebmcore.kit.offgraph import off_graph
 from ebmcore.sampling import Tempered
 
 #: kernel settings that parallel tempering owns: the kernel never runs a chain of its own
@@ -221,12 +222,10 @@ class ParallelTempering(Sampler):
         state = self.kernel.init(replicas, _at_temperatures(energy, beta), rng=rng, cond=self._per_replica(cond))
         return ParallelTemperingState(x, state, beta, torch.zeros((), dtype=torch.long, device=x.device))
 
+    @off_graph
     def step(self, state: ParallelTemperingState, energy: nn.Module, *, rng: torch.Generator,
              cond: Tensor | None = None, mask: Tensor | None = None,
              ) -> tuple[ParallelTemperingState, ParallelTemperingInfo]:
-        if torch.is_grad_enabled():
-            with torch.no_grad():  # called outside run_chain: keep the update off the graph
-                return self.step(state, energy, rng=rng, cond=cond, mask=mask)
         cond = self._per_replica(cond)
         if mask is not None:
             mask = self._per_replica(mask.expand_as(state.x))
