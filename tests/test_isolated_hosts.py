@@ -126,6 +126,18 @@ CASES = {
                           "generator": ("standin", {"latent_dim": 2}), "objective": (o, {})}
        for o in ("ebgan", "began", "magan")},
     ("data", "video"): {"data": ("video", {"path": "{tmp}/folder", "clip": 1, "heldout": 0.5, "size": [8, 8]})},
+    ("data", "photo"): {"data": ("photo", {"path": "{tmp}/folder/0.png", "size": 24})},
+    ("energy", "patchgencn"): {"data": ("standin", {"shape": [1, 24, 24]}),
+                               "energy": ("patchgencn", {"scales": 2, "width": 4, "layers": 2})},
+    ("sampler", "patch_pyramid"): {"sampler": ("patch_pyramid", {"n_steps": 2})},
+    ("objective", "mle_patch"): {"data": ("standin", {"shape": [1, 24, 24]}),
+                                 "energy": ("patchgencn", {"scales": 2, "width": 4, "layers": 2}),
+                                 "sampler": ("patch_pyramid", {"n_steps": 2}), "generator": ("uniform", {}),
+                                 "objective": ("mle_patch", {})},
+    **{("task", t): {"data": ("standin", {"shape": [1, 24, 24]}),
+                     "energy": ("patchgencn", {"scales": 2, "width": 4, "layers": 2}),
+                     "sampler": ("patch_pyramid", {"n_steps": 2}), "task": (t, {})}
+       for t in ("patch_synthesis", "patch_inpaint")},
     ("data", "moving_digits"): {"data": ("moving_digits", {"n": 2, "heldout": 2})},
     ("energy", "stconvnet"): {"data": ("standin", {"shape": [1, 4, 8, 8]}), "energy": ("stconvnet", {})},
     ("task", "recover"): {"data": ("moving_digits", {"n": 2, "heldout": 2}), "energy": ENERGY, "sampler": SAMPLER,

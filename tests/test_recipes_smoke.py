@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from ebm_image.idx import FASHION_ROOT
+from ebm_video.data import NAMED as NAMED_VIDEOS
 from support import ROOT
 
 from ebmcore.train import run_recipe
@@ -27,6 +28,8 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
     data = tomllib.loads(recipe.read_text())["data"]
     if data.get("name") == "fashion_mnist" and not (Path(FASHION_ROOT) / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    if data["type"] == "video" and data.get("name") in NAMED_VIDEOS and not NAMED_VIDEOS[data["name"]][0].exists():
+        pytest.skip(f"the video '{data['name']}' is not installed (apt-get install {NAMED_VIDEOS[data['name']][1]})")
     out = tmp_path / "run"
     overrides = ["run.steps=2", "run.eval_samples=16"]
     if "sample_steps" in tomllib.loads(recipe.read_text())["objective"]:  # evaluation chains: pictures only
@@ -43,6 +46,10 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
             overrides += [f"tasks.{label}.n=500", f"tasks.{label}.ood_n=100"]
         if task["type"] in ("class_accuracy", "revision", "reconstruction"):  # a few images
             overrides += [f"tasks.{label}.n=40"]
+        if task["type"] in ("patch_synthesis", "patch_inpaint"):  # one image a size
+            overrides += [f"tasks.{label}.n=1"]
+    if tomllib.loads(recipe.read_text())["sampler"]["type"] == "patch_pyramid":  # short chains, 4 samples
+        overrides += ["sampler.n_steps=3", "run.eval_samples=4"]
     # the first Fashion-MNIST recipe also trains the metric classifier
     run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()

@@ -344,6 +344,14 @@ def _objective_recipes(tiny):
             "generator": {"type": "deconv", "latent_dim": 4, "channels": 4},
             "objective": {"type": name, **objective},
             "optim": {"energy": {"lr": 1e-3}, "generator": {"lr": 1e-3}}}
+    recipes["mle_patch"] = {  # one photo, a two-scale pyramid; every scale its own group
+        "run": {"seed": 0, "steps": 6, "log_every": 1, "checkpoint_every": 2, "sample_every": 0, "eval_samples": 2},
+        "data": {"type": "photo", "name": "brick", "size": 24},
+        "energy": {"type": "patchgencn", "scales": 2, "width": 4, "layers": 2},
+        "sampler": {"type": "patch_pyramid", "n_steps": 2, "step_size": 0.05, "noise": 0.01},
+        "generator": {"type": "uniform", "low": -1.0, "high": 1.0},
+        "objective": {"type": "mle_patch", "chains": 2},
+        "optim": {"scale0": {"lr": 1e-3}, "scale1": {"lr": 1e-3}}}
     return recipes
 
 

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from ebm_multiscale.energies import Faded, check_pyramid, resize
-from ebmcore import PyramidSampler, Sampler
 from ebmcore import config as cfg
+from ebmcore.kit.pyramid import KernelPyramid
 
 
 def _kernel_options() -> Any:
@@ -59,19 +59,7 @@ class CoarseToFineConfig:
     compile: bool = cfg.compile_flag()
 
 
-def _kernel(c, ctx, who: str) -> Sampler:
-    """Build the per-scale kernel through the context's registry from this section's keys."""
-    keys = {"step_size": c.step_size, "n_steps": c.n_steps, **c.kernel_options}
-    if c.noise is not None:
-        keys["noise"] = c.noise
-    if c.compile:
-        keys["compile"] = True
-    config = cfg.structured(keys, ctx.registry.get("sampler", c.kernel).config,
-                            f"$.sampler.kernel_options (kernel '{c.kernel}' of {who})")
-    return ctx.make("sampler", c.kernel, config)
-
-
-class Pyramid(PyramidSampler):
+class Pyramid(KernelPyramid):
     """Runs ``kernel`` at each resolution of a multi-scale energy, coarse to fine.
 
     ``init``/``step`` are the kernel's, at one scale; ``run`` pools ``x0`` to the coarsest
@@ -81,36 +69,10 @@ class Pyramid(PyramidSampler):
     length, noise and ``kernel_options`` make the kernel.
     """
 
-    def __init__(self, kernel: Sampler, config=None, /, **settings):
-        super().__init__(config, **settings)
-        self.kernel = kernel
-
-    @classmethod
-    def from_config(cls, config, ctx) -> "Pyramid":
-        return cls(_kernel(config, ctx, cls.__name__), config)
-
-    @property
-    def n_steps(self) -> int:
-        return self.kernel.n_steps
-
     def __repr__(self) -> str:
         own = {k: v for k, v in attrs.asdict(self.config).items()
                if k in ("upsample_noise", "fade_steps", "compile")}
         return f"{type(self).__name__}({self.kernel!r}, {', '.join(f'{k}={v!r}' for k, v in own.items())})"
-
-    def init(self, x, energy, *, rng, cond=None):
-        return self.kernel.init(x, energy, rng=rng, cond=cond)
-
-    def step(self, state, energy, *, rng, cond=None, mask=None):
-        return self.kernel.step(state, energy, rng=rng, cond=cond, mask=mask)
-
-    def run(self, x0: Tensor, energy: nn.Module, n_steps: int | None = None, *, rng: torch.Generator,
-            cond: Tensor | None = None, mask: Tensor | None = None, trace: bool = False,
-            temperatures=None) -> Tensor:
-        if trace or temperatures is not None:
-            raise ValueError(f"{type(self).__name__} runs one chain per resolution: trace and temperatures "
-                             "are not supported (run its kernel at one resolution for them)")
-        return self.run_pyramid(x0, energy, n_steps, rng=rng, cond=cond, mask=mask)[-1]
 
     def run_pyramid(self, x0: Tensor, energy: nn.Module, n_steps: int | None = None, *,
                     rng: torch.Generator, cond: Tensor | None = None, mask: Tensor | None = None) -> list[Tensor]:
