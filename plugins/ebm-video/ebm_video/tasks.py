@@ -119,7 +119,12 @@ class Recover(Task):
             raise EbmError(f"{who} needs clips (channels, frames, height, width), the data are {tuple(shape)}")
         if c.missing == "frames" and shape[1] < 3:
             raise EbmError(f"{who}: missing = 'frames' needs clips of at least 3 frames, these have {shape[1]}")
-        sampler = ctx.require("sampler", who) if c.kernel is None else ctx.build("sampler", c.kernel, **c.kernel_options)
+        if c.kernel is None:
+            sampler = ctx.require("sampler", who)
+        else:  # a typo names kernel_options, not the recipe's [sampler]
+            config = cfg.structured(dict(c.kernel_options), ctx.registry.get("sampler", c.kernel).config,
+                                    f"kernel_options (kernel '{c.kernel}')")
+            sampler = ctx.make("sampler", c.kernel, config)
         return cls(c, ctx.require("energy", who), one_row_per_chain(sampler, who), ctx.device)
 
     def recover(self, x: Tensor, missing: Tensor, fill: Tensor, *, rng: torch.Generator) -> Tensor:

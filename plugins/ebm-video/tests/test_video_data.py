@@ -13,7 +13,7 @@ from ebm_video import VideoConfig, clips, moving_digits, read_video
 from ebm_video.data import TREE_AVI, VideoData
 from PIL import Image
 
-from ebmcore import EbmError
+from ebmcore import EbmError, RecipeError
 from ebmcore.build import build
 
 FPS = 10
@@ -321,6 +321,8 @@ def test_recovery_chains_by_another_registered_kernel():
     assert ctx.build("task", "recover").sampler is ctx.built["sampler"]
     with pytest.raises(ValueError, match="kernel_options needs kernel"):
         RecoverConfig(kernel_options={"noise": 0.0})
+    with pytest.raises(RecipeError, match=r"kernel_options \(kernel 'langevin'\)\.step_sise: unknown key"):
+        ctx.build("task", "recover", kernel="langevin", kernel_options={"step_sise": 2.0})
 
 
 def test_a_window_larger_than_memory_is_refused_before_decoding_it(video, monkeypatch):
