@@ -45,6 +45,7 @@ ENERGY = ("standin", {})
 SAMPLER = ("standin", {})
 NOISE = ("standin", {})
 CHAINS = {"energy": ENERGY, "sampler": SAMPLER, "generator": NOISE}
+TILTED = ("tilted_flow", {"tilt": "standin", "flow_layers": 2, "flow_hidden": [8], "flow_steps": 2})
 
 #: (kind, name) → the sections to build, in recipe order; tasks under "task"
 CASES = {
@@ -121,6 +122,8 @@ CASES = {
                             "objective": ("ncsn", {})},
     ("sampler", "annealed_score_langevin"): {"sampler": ("annealed_score_langevin", {})},
     ("objective", "fce"): {"data": VECTORS, "energy": ENERGY, "objective": ("fce", {"flow_layers": 2})},
+    ("energy", "tilted_flow"): {"data": VECTORS, "energy": TILTED},
+    ("objective", "snis_mle"): {"data": VECTORS, "energy": TILTED, "objective": ("snis_mle", {"proposals": 8})},
     ("energy", "autoencoder"): {"data": IMAGES, "energy": ("autoencoder", {"channels": 2, "code": 2})},
     **{("objective", o): {"data": IMAGES, "energy": ("autoencoder", {"channels": 2, "code": 2}),
                           "generator": ("standin", {"latent_dim": 2}), "objective": (o, {})}

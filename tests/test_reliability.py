@@ -300,6 +300,11 @@ def _objective_recipes(tiny):
     fce["objective"] = {"type": "fce", "flow_layers": 2, "flow_hidden": [16]}  # both players every step
     fce["optim"]["flow"] = {"type": "adam", "lr": 1e-3}
     recipes.update(nce=nce, fce=fce)
+    snis = copy.deepcopy(nce)  # a flow fitted at build time (seeded: the resumed run refits the same)
+    snis["energy"] = {"type": "tilted_flow", "tilt_options": {"hidden": [16]}, "flow_layers": 2,
+                      "flow_hidden": [16], "flow_steps": 3}
+    snis["objective"] = {"type": "snis_mle", "proposals": 32}
+    recipes["snis_mle"] = snis
     drl = copy.deepcopy(nce)
     drl["energy"] = {"type": "level_mlp", "hidden": [32, 32], "embedding": 8}
     drl["sampler"] = {"type": "langevin", "n_steps": 5, "step_size": 0.5}

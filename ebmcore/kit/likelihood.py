@@ -183,6 +183,32 @@ class PartitionEstimator(abc.ABC):
         ``train`` is the training set (for a base fitted to it)."""
 
 
+def dequantised(x: Tensor, bin_width: float, rng: torch.Generator) -> Tensor:
+    """``x`` plus uniform noise across bins of ``bin_width`` (0: ``x`` itself): quantised data
+    (17 grey levels) made a density's, so that log p of the noise-filled bins bounds log P."""
+    if not bin_width:
+        return x
+    u = torch.rand(x.shape, generator=rng, device=rng.device).to(x.device)
+    return x + bin_width * (u - 0.5)
+
+
+class Referenced(abc.ABC):
+    """An energy E = E₀ + g that tilts a normalised, samplable reference p₀ = exp(−E₀) (a
+    trained flow): exp(−E)/Z = p₀·exp(−g)/Z. Declares the reference (an AIS base: ``sample``
+    and its normalised energy), so that AIS can start from it (its path then anneals only
+    the tilt g) and objectives can draw proposals from it; and the tilt g = E − E₀ alone,
+    cheaper than subtracting the two."""
+
+    @property
+    @abc.abstractmethod
+    def reference(self) -> nn.Module:
+        """p₀ on flat vectors: ``sample(n, *, rng)`` → (n, D), ``forward(x)`` → −log p₀(x)."""
+
+    @abc.abstractmethod
+    def tilt(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """g(x) = E(x) − E₀(x), one per example."""
+
+
 def geometric_betas(n: int, *, power: float = 4.0) -> list[float]:
     """``n + 1`` inverse temperatures from 0 to 1, dense near 0 (β = (t/n)^power), where the
     distributions change fastest."""

@@ -20,7 +20,8 @@ E_u log p(x + Δ·(u − ½)) + D·log Δ, reported in bits per dimension (lower
 Every number stands beside its yardsticks, scored the same way on the same points: a
 Gaussian fitted to the training set (the simplest fitted model; a learned density that
 does not beat it has not learned) and the uniform density on the training set's bounding
-box (noise).
+box (noise); with ``base = "reference"`` also the energy's reference alone (a tilted flow's
+flow: what the tilt adds).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ from ebmcore.kit.likelihood import (
     Estimate,
     GaussianBase,
     PartitionEstimator,
+    Referenced,
     UniformBase,
     ais,
+    dequantised,
     geometric_betas,
     reverse_ais,
 )
@@ -64,9 +67,11 @@ class LogLikConfig:
         factory=dict, metadata={"doc": "the kernel's settings (keys of its own section), e.g. "
                                        "{step_size = 0.05, n_leapfrog = 5}"})
     steps_per_beta: int = cfg.positive("kernel steps at each β", default=1)
-    base: Literal["gaussian", "uniform"] = cfg.doc(
-        "where AIS starts: a Gaussian fitted to the training set, or uniform on the cube spanned by "
-        "its smallest and largest values (widened by a twentieth on each side)", default="gaussian")
+    base: Literal["gaussian", "uniform", "reference"] = cfg.doc(
+        "where AIS starts: a Gaussian fitted to the training set, uniform on the cube spanned by "
+        "its smallest and largest values (widened by a twentieth on each side), or the energy's own "
+        "normalised reference (an energy that tilts one, e.g. 'tilted_flow': the path anneals only "
+        "the tilt)", default="gaussian")
     reverse: bool = cfg.doc("also reverse AIS (log Z from above, a conservative log-likelihood)", default=True)
     settle_steps: int = cfg.non_negative("kernel steps at the target from the forward chains' ends "
                                          "(resampled by their weights) before reverse AIS starts from "
@@ -90,7 +95,10 @@ class LogLik(Task):
     @classmethod
     def from_config(cls, c: LogLikConfig, ctx) -> LogLik:
         energy = ctx.require("energy", "task 'loglik'")
-        return cls(c, energy, ctx.build("sampler", c.kernel, **c.kernel_options), ctx.device)
+        # a typo names kernel_options, not the recipe's [sampler]
+        config = cfg.structured(dict(c.kernel_options), ctx.registry.get("sampler", c.kernel).config,
+                                f"kernel_options (kernel '{c.kernel}')")
+        return cls(c, energy, ctx.make("sampler", c.kernel, config), ctx.device)
 
     @property
     def every_evaluation(self) -> bool:
@@ -108,7 +116,7 @@ class LogLik(Task):
         train = data.dataset().x
         x = heldout.x if not c.examples else heldout.x[:c.examples]
         # dequantised copies: the training set for the yardsticks, the held-out points to score
-        train, x = self._dequantise(train, rng), self._dequantise(x, rng)
+        train, x = dequantised(train, c.bin_width, rng), dequantised(x, c.bin_width, rng)
         dims = x[0].numel()
         references = {name: model.to(self.device) for name, model in self._yardsticks(train, dims, binary).items()}
         if isinstance(self.energy, PartitionEstimator):  # its own estimators of log Z
@@ -121,6 +129,8 @@ class LogLik(Task):
                     est = est.log_z
                 logs[name] = metrics[f"log_z/{name}"] = est
         else:
+            if c.base == "reference":  # also a yardstick: what the tilt adds to it
+                references["reference"] = self._reference()
             logs, metrics, forward, backward = self._ais(references[c.base], x, rng)
         if c.quadrature is not None:
             logs["quadrature"] = self._quadrature(dims)
@@ -148,6 +158,12 @@ class LogLik(Task):
         box = UniformBase(torch.full((dims,), low - pad), torch.full((dims,), high + pad))
         return {"gaussian": GaussianBase.fit(train, ridge=1e-6), "uniform": box}
 
+    def _reference(self) -> nn.Module:
+        if not isinstance(self.energy, Referenced):
+            raise EbmError(f"task 'loglik': base = 'reference' needs an energy that tilts a normalised "
+                           f"reference (e.g. 'tilted_flow'); {type(self.energy).__name__} has none")
+        return self.energy.reference
+
     def _ais(self, base: nn.Module, x: Tensor, rng: torch.Generator):
         """log Z by forward and (optionally) reverse AIS from ``base`` along the geometric path."""
         c = self.c
@@ -169,12 +185,6 @@ class LogLik(Task):
             logs["raise"] = backward.log_z
             metrics.update({"log_z/raise": backward.log_z, "ess/raise": backward.ess})
         return logs, metrics, forward, backward
-
-    def _dequantise(self, x: Tensor, rng: torch.Generator) -> Tensor:
-        if not self.c.bin_width:
-            return x
-        u = torch.rand(x.shape, generator=rng, device=rng.device).to(x.device)
-        return x + self.c.bin_width * (u - 0.5)
 
     def _scores(self, name: str, log_p: Tensor, dims: int) -> dict[str, float]:
         """nats per example (higher is better) and, for quantised data, bits per dimension

@@ -80,7 +80,7 @@ def test_an_energy_equal_to_its_base_has_log_z_zero_and_the_yardsticks_bits(tmp_
 def test_bad_settings_are_named(toy):
     with pytest.raises(EbmError, match="nope"):
         _task(_eight_gaussians(), toy, kernel="nope")
-    with pytest.raises(EbmError, match="step_sise"):
+    with pytest.raises(EbmError, match=r"kernel_options \(kernel 'hmc'\)\.step_sise"):
         _task(_eight_gaussians(), toy, kernel_options={"step_sise": 0.1})
     with pytest.raises(EbmError, match="quadrature needs 2-D"):
         _task(_eight_gaussians(), toy, kernel_options={"n_steps": 1})._quadrature(3)

@@ -8,6 +8,7 @@ import torch
 
 from ebmcore import Batch, Objective
 from ebmcore import config as cfg
+from ebmcore.kit.likelihood import dequantised
 from ebmcore.kit.losses import maximum_likelihood_loss
 
 
@@ -55,9 +56,7 @@ class MaximumLikelihood(Objective):
             # a data distribution no sharper than the sampler can resolve: without it the
             # energy keeps sharpening modes that short Langevin chains cannot enter
             x_pos = x_pos + self.data_noise * torch.randn(x_pos.shape, generator=rng, device=x_pos.device)
-        if self.dequantize:
-            u = torch.rand(x_pos.shape, generator=rng, device=x_pos.device)
-            x_pos = x_pos + self.dequantize * (u - 0.5)
+        x_pos = dequantised(x_pos, self.dequantize, rng)
         # a sampler with replicas (persistent tempering's hotter chains) takes and returns r rows
         # per chain, the target's first: the generator keeps them all, the loss sees the target's
         r = self.sampler.replicas
