@@ -279,6 +279,8 @@ class SNISConfig:
     dequantize: float = cfg.non_negative(
         "width Δ of the data's quantisation bins: each data batch gets uniform noise on [−Δ/2, Δ/2] "
         "(0: off)", default=0.0)
+    sample_proposals: int = cfg.positive("proposals per drawn sample (sampling-importance-resampling): "
+                                         "many, so that few samples repeat", default=16)
 
 
 class ImportanceMLE(Objective):
@@ -290,37 +292,37 @@ class ImportanceMLE(Objective):
     as the proposals grow, and cheap while p stays near q; the weights' effective sample
     size (``snis/ess``, a share of the proposals) says how near: when it falls to a few
     samples the estimate is noisy and learning stalls or degrades — stop there, or tilt less.
-    Samples (``sample``) are drawn the same way, by resampling ``proposals`` by their weights
-    (sampling-importance-resampling).
+    Samples (``sample``) are drawn the same way: ``sample_proposals`` proposals per sample,
+    resampled by their weights (sampling-importance-resampling).
     """
 
     def __init__(self, energy: nn.Module, event_shape: tuple[int, ...], *, proposals: int = 1024,
-                 dequantize: float = 0.0):
+                 dequantize: float = 0.0, sample_proposals: int = 16):
         super().__init__()
         if not isinstance(energy, Referenced):
             raise EbmError(f"objective 'snis_mle' needs an energy that tilts a normalised reference "
                            f"(e.g. 'tilted_flow'); {type(energy).__name__} has none")
         self.energy, self.event_shape = energy, tuple(event_shape)
-        self.proposals, self.dequantize = proposals, dequantize
+        self.proposals, self.dequantize, self.sample_proposals = proposals, dequantize, sample_proposals
 
     @classmethod
     def from_config(cls, c: SNISConfig, ctx) -> ImportanceMLE:
         who = "objective 'snis_mle'"
         return cls(ctx.require("energy", who), ctx.need_event_shape(who), proposals=c.proposals,
-                   dequantize=c.dequantize)
+                   dequantize=c.dequantize, sample_proposals=c.sample_proposals)
 
     def param_groups(self):
         return {"energy": self.energy}
 
-    def _proposals(self, rng) -> tuple[Tensor, Tensor]:
-        """``proposals`` samples of q in the data's shape, and their normalised weights."""
+    def _proposals(self, n: int, rng) -> tuple[Tensor, Tensor]:
+        """``n`` samples of q in the data's shape, and their normalised weights."""
         with torch.no_grad():
-            x = self.energy.reference.sample(self.proposals, rng=rng).view(self.proposals, *self.event_shape)
+            x = self.energy.reference.sample(n, rng=rng).view(n, *self.event_shape)
             return x, torch.softmax(-self.energy.tilt(x).double(), 0).float()
 
     def loss(self, batch: Batch, *, rng):
         x = dequantised(batch.x, self.dequantize, rng)
-        proposals, w = self._proposals(rng)
+        proposals, w = self._proposals(self.proposals, rng)
         g_data, g_model = self.energy.tilt(x), self.energy.tilt(proposals)
         loss = g_data.mean() - (w * g_model).sum()
         return {"energy": loss}, {"loss/mle": loss.detach(), "energy/data": g_data.mean().detach(),
@@ -328,5 +330,5 @@ class ImportanceMLE(Objective):
                                   "snis/ess": 1 / (w.square().sum() * self.proposals)}
 
     def sample(self, n, *, rng, cond=None):
-        x, w = self._proposals(rng)
+        x, w = self._proposals(n * self.sample_proposals, rng)
         return x[torch.multinomial(w, n, replacement=True, generator=rng)]
