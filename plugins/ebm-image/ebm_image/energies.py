@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ebmcore import Condition, Energy
 from ebmcore import config as cfg
 from ebmcore.kit.likelihood import fitted_reference, reference_fit_field
+from ebmcore.kit.readout import label_energy
 
 Activation = Literal["swish", "relu", "leaky_relu", "elu", "softplus"]
 _ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -86,12 +87,7 @@ class ImageEnergy(Energy):
                 raise ValueError("a completion energy needs its condition (the observed image and mask)")
             inp = torch.cat([x, cond.to(x.dtype)], dim=1)
         out = self.head(self.features(inp).flatten(1))
-        if self.condition is not Condition.LABEL:
-            e = out.squeeze(-1)
-        elif cond is None:
-            e = -torch.logsumexp(-out, dim=1)  # the marginal energy of x over its labels
-        else:
-            e = out.gather(1, cond.long().view(-1, 1)).squeeze(1)
+        e = label_energy(out, cond) if self.condition is Condition.LABEL else out.squeeze(-1)
         if self.reference_std is not None:
             e = e + x.flatten(1).pow(2).sum(1) / (2 * self.reference_std**2)
         if self.reference is not None:

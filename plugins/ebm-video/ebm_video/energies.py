@@ -28,16 +28,11 @@ def _triples(_inst, attribute, value):
                          f"got {[list(v) for v in value]}")
 
 
-def _positive_list(_inst, _attr, value):
-    if not value or min(value) < 1:
-        raise ValueError(f"must be a non-empty list of positive channel counts, got {list(value)}")
-
-
 @attrs.frozen
 class STConvNetConfig:
     """Spatial-temporal generative ConvNet (Xie et al. 2017): 3-D convolutions, responses summed."""
 
-    channels: tuple[int, ...] = attrs.field(default=(32, 32, 16), validator=_positive_list,
+    channels: tuple[int, ...] = attrs.field(default=(32, 32, 16), validator=cfg.positive_widths,
                                             metadata={"doc": "channels of each 3-D conv layer"})
     kernels: tuple[tuple[int, int, int], ...] = attrs.field(
         default=((3, 5, 5), (3, 3, 3), (2, 3, 3)), validator=_triples,
