@@ -1,0 +1,258 @@
+"""Trajectories: a BVH and a CSV written here read back exactly (forward kinematics by hand),
+corrupt files refused naming the file and line, windows and the temporal split, the guesses,
+the navigation world's known cost and expert, the rank correlation, and short runs of both
+recipes' components (conditional MLE, forecast, plan) on synthetic data."""
+
+import math
+
+import pytest
+import torch
+from ebm_trajectory import guess, joint_positions, read_bvh, read_csv, spearman
+from ebm_trajectory import navigation as nav
+from ebm_trajectory.data import MocapData, windows
+from ebm_trajectory.tasks import nearest_neighbour, ranked_set
+
+from ebmcore import EbmError, PluginHost
+from ebmcore.build import BuildContext
+from ebmcore.train import run_recipe
+
+torch.set_num_threads(1)
+#: this plugin and the one whose sampler it builds by name, nothing else (no observers: fast)
+HOST = PluginHost(["ebm_trajectory", "ebm_langevin"], autoload=False)
+
+
+def build(kind, name, /, **settings):
+    return BuildContext(registry=HOST.registry).build(kind, name, **settings)
+
+BVH = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 0 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
+  JOINT Spine
+  {
+    OFFSET 0 1 0
+    CHANNELS 3 Zrotation Yrotation Xrotation
+    JOINT Head
+    {
+      OFFSET 0 2 0
+      CHANNELS 3 Zrotation Yrotation Xrotation
+      End Site
+      {
+        OFFSET 0 1 0
+      }
+    }
+  }
+}
+MOTION
+Frames: {frames}
+Frame Time: 0.1
+{rows}
+"""
+
+
+def write_bvh(path, frames=3, rows=None):
+    if rows is None:
+        # the root moves +1 in x per frame; frame 1 turns the root 90° about z; frame 2 the spine 90° about x
+        rows = ["0 0 0 0 0 0 0 0 0 0 0 0", "1 0 0 90 0 0 0 0 0 0 0 0", "2 0 0 0 0 0 0 0 90 0 0 0"][:frames]
+    path.write_text(BVH.replace("{frames}", str(frames)).replace("{rows}", "\n".join(rows)))
+    return path
+
+
+def test_a_bvh_file_reads_back_with_forward_kinematics(tmp_path):
+    m = read_bvh(write_bvh(tmp_path / "walk.bvh"))
+    assert [j.name for j in m.joints] == ["Hips", "Spine", "Head"] and m.fps == pytest.approx(10)
+    p = joint_positions(m)
+    assert p.shape == (3, 3, 3)
+    expected = torch.tensor([[[0, 0, 0], [0, 1, 0], [0, 3, 0]],
+                             [[1, 0, 0], [0, 0, 0], [-2, 0, 0]],  # Rz(90°) takes +y to −x
+                             [[2, 0, 0], [2, 1, 0], [2, 1, 2]]],  # Rx(90°) at the spine takes +y to +z
+                            dtype=torch.float64)
+    assert torch.allclose(p, expected, atol=1e-9)
+
+
+@pytest.mark.parametrize(("text", "line", "what"), [
+    (lambda t: t.replace("OFFSET 0 1 0", "OFFSET 0 one 0", 1), 8, "expected a number"),
+    (lambda t: t.replace("CHANNELS 3 Zrotation", "CHANNELS 3 Wrotation", 1), 9, "unknown channel"),
+    (lambda t: t.replace("Frames: 3", "Frames: 4"), 26, "Frames: 4 but 3"),
+    (lambda t: t.replace("1 0 0 90 0 0 0 0 0 0 0 0", "1 0 0 90 0 0 0 0 0 0 0"), 25, "11 numbers"),
+    (lambda t: t.replace("HIERARCHY", "HIERARCHIE"), 1, "starts with HIERARCHY"),
+    (lambda t: t.split("MOTION")[0], 20, "no MOTION"),
+    (lambda t: t.replace("2 0 0 0 0 0 0 0 90 0 0 0", "2 0 0 0 0 0 0 0 nan 0 0 0"), 26, "not finite"),
+])
+def test_a_corrupt_bvh_is_refused_naming_the_file_and_line(tmp_path, text, line, what):
+    path = write_bvh(tmp_path / "bad.bvh")
+    path.write_text(text(path.read_text()))
+    with pytest.raises(EbmError, match=f"bad.bvh:{line}: .*{what}"):
+        read_bvh(path)
+
+
+def test_binary_and_missing_files_are_refused(tmp_path):
+    (tmp_path / "bin.bvh").write_bytes(b"HIERARCHY\n\xff\xfe")
+    with pytest.raises(EbmError, match="bin.bvh:2: not text"):
+        read_bvh(tmp_path / "bin.bvh")
+    with pytest.raises(EbmError, match="gone.bvh: no such file"):
+        read_bvh(tmp_path / "gone.bvh")
+
+
+def write_csv(path, frames=60):
+    t = torch.arange(frames, dtype=torch.float64)
+    # two points in the plane: one walking at 0.1 per frame, one circling it
+    rows = torch.stack([0.1 * t, 0 * t, 0.1 * t + (t / 5).cos(), (t / 5).sin()], 1)
+    path.write_text("ax,ay,bx,by\n" + "\n".join(",".join(f"{v:.6f}" for v in r) for r in rows.tolist()) + "\n")
+    return path, rows
+
+
+def test_csv_windows_the_temporal_split_and_relative_positions(tmp_path):
+    path, rows = write_csv(tmp_path / "walk.csv")
+    assert torch.allclose(read_csv(path), rows, atol=1e-6)
+    d = build("data", "mocap", files=[str(path)], csv_fps=10.0, fps=5.0, point_dims=2, up=None, past=3, future=2,
+              stride=1, heldout=0.25)
+    assert isinstance(d, MocapData) and d.event_shape == (5, 4)
+    # 45 training frames: windows of 5 frames every 2nd frame span 9; 15 held-out frames give 7
+    assert len(d.dataset().x) == 45 - 9 + 1 and len(d.heldout().x) == 15 - 9 + 1
+    x, observed = d.heldout()
+    assert observed.shape == x.shape and observed[:, :3].all() and not observed[:, 3:].any()
+    # relative: the first point is at the origin at the last observed frame; the held-out
+    # windows are the last frames' (the circling point's phase there)
+    assert torch.allclose(x[:, 2, :2], torch.zeros(len(x), 2), atol=1e-6)
+    first = (rows[45:54:2] - rows[45 + 4, :2].repeat(2)) / d.scale
+    assert torch.allclose(x[0], first.float(), atol=1e-5)
+    # the walker moves at a constant velocity: constant velocity forecasts it exactly
+    cv = guess(x, observed, "extrapolate")
+    assert torch.allclose(cv[..., :2], x[..., :2], atol=1e-5)
+    nn = nearest_neighbour(x, observed, d.dataset().x)
+    assert torch.equal(nn[:, :3], x[:, :3])
+
+
+def test_csv_errors_name_file_and_line(tmp_path):
+    (tmp_path / "a.csv").write_text("1,2,3\n4,5\n")
+    with pytest.raises(EbmError, match="a.csv:2: 2 columns"):
+        read_csv(tmp_path / "a.csv")
+    (tmp_path / "b.csv").write_text("1,2\n3,x\n")
+    with pytest.raises(EbmError, match="b.csv:2: expected a finite number"):
+        read_csv(tmp_path / "b.csv")
+
+
+def test_the_packaged_clips_name_the_package_when_missing(monkeypatch, tmp_path):
+    import ebm_trajectory.data as data
+
+    monkeypatch.setattr(data, "BVH_FOLDER", tmp_path)
+    with pytest.raises(EbmError, match="apt-get install assimp-testmodels"):
+        build("data", "mocap", name="cmu")
+
+
+def test_windows_take_every_step_th_frame():
+    p = torch.arange(10.0).view(10, 1, 1)
+    w = windows(p, step=2, length=3, stride=3)
+    assert w[:, :, 0, 0].tolist() == [[0, 2, 4], [3, 5, 7]]
+
+
+def test_the_guess_is_the_straight_line_between_observed_ends():
+    x = torch.randn(2, 5, 3)
+    observed = torch.zeros(5, 3, dtype=torch.bool)
+    observed[0] = observed[-1] = True
+    g = guess(x, observed.expand(2, 5, 3))
+    s = torch.linspace(0, 1, 5).view(1, 5, 1)
+    assert torch.allclose(g, x[:, :1] + s * (x[:, -1:] - x[:, :1]), atol=1e-6)
+
+
+def test_the_expert_plans_the_optimum_of_the_known_cost():
+    start, goal, obstacles = nav.scenes(32, obstacles=3, seed=0)
+    start, goal, obstacles = start.double(), goal.double(), obstacles.double()
+    line = nav.straight(start, goal, 12)
+    plan = nav.plan(start, goal, obstacles, 12, rng=torch.Generator().manual_seed(0))
+    c_line, c_plan = nav.cost(line, obstacles), nav.cost(plan, obstacles)
+    assert (c_plan <= c_line + 1e-9).all() and c_plan.mean() < c_line.mean()
+    # a stationary point: the gradient at the free points vanishes
+    assert nav._cost_grad(plan, obstacles).abs().max() < 1e-3
+    # no obstacle: the straight line is optimal, its cost the squared length (W_LEN = 1)
+    far = torch.tensor([[[5.0, 5.0, 0.1]]], dtype=torch.float64)
+    assert nav.cost(line[:1], far).item() == pytest.approx((goal[0] - start[0]).pow(2).sum().item(), rel=1e-3)
+    x = nav.pack(plan, obstacles)
+    assert x.shape == (32, 12, 11) and torch.equal(nav.unpack(x)[1], obstacles)
+
+
+def test_spearman_and_the_ranked_set():
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    assert spearman(a, a ** 3).tolist() == pytest.approx([1.0, 1.0])
+    assert spearman(a, -a).tolist() == pytest.approx([-1.0, -1.0])
+    start, goal, obstacles = nav.scenes(4, obstacles=2, seed=1)
+    plan = nav.plan(start.double(), goal.double(), obstacles.double(), 10)
+    s = ranked_set(plan, plan, random=2, rng=torch.Generator().manual_seed(0))
+    assert s.shape == (4, 2 + 2 * 4 + 1 + 2, 10, 2)
+    assert torch.allclose(s[:, :, 0], plan[:, None, 0].expand(4, s.shape[1], 2))  # starts kept
+    # the true cost ranks the set as the perturbation scales grow (smooth ones)
+    c = nav.cost(s.flatten(0, 1), obstacles.double().repeat_interleave(s.shape[1], 0)).view(4, -1)
+    assert (c[:, 0:1] <= c[:, 2::2][:, :4] + 1e-9).all()
+
+
+def test_navigation_trains_and_plans(tmp_path):
+    recipe = {"run": {"steps": 3, "eval_samples": 8, "seed": 0},
+              "data": {"type": "navigation", "n": 16, "heldout": 4, "length": 6, "obstacles": 2, "batch_size": 8},
+              "energy": {"type": "temporal_convnet", "channels": [8, 8]},
+              "sampler": {"type": "langevin", "n_steps": 3, "step_size": 0.01, "noise": 0.005},
+              "objective": {"type": "conditional_mle"},
+              "tasks": {"plan": {"type": "plan", "n": 4, "kernel": "langevin",
+                                 "kernel_options": {"step_size": 0.01, "noise": 0.0, "n_steps": 3}}}}
+    out = tmp_path / "run"
+    record = run_recipe(recipe, out=str(out), progress=False, host=HOST)
+    assert {"plan/spearman", "plan/distance", "plan/distance/straight", "excess_cost", "excess_cost/straight",
+            "excess_cost/heldout"} <= set(record)
+    assert -1 <= record["plan/spearman"] <= 1
+    assert (out / "tasks" / "plan" / "plan.png").exists() and (out / "expert.png").exists()
+
+
+def test_masked_chains_keep_the_context_bit_for_bit():
+    ctx = BuildContext(registry=HOST.registry)
+    data = ctx.built["data"] = ctx.build("data", "navigation", n=8, heldout=4, length=6, obstacles=1)
+    ctx.event_shape = data.event_shape
+    ctx.built["energy"] = ctx.build("energy", "temporal_convnet", channels=[4])
+    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=5, step_size=0.1)
+    objective = ctx.build("objective", "conditional_mle", start_noise=0.3)
+    x = objective.sample(6, rng=torch.Generator().manual_seed(0))
+    held, observed = data.heldout()
+    idx = torch.arange(6) % 4
+    assert torch.equal(torch.where(observed[idx], x, 0), torch.where(observed[idx], held[idx], 0))
+    assert not torch.equal(x, held[idx])
+
+
+def test_mocap_forecast_runs_on_a_csv(tmp_path):
+    path, _ = write_csv(tmp_path / "walk.csv", frames=120)
+    recipe = {"run": {"steps": 2, "eval_samples": 4, "seed": 0},
+              "data": {"type": "mocap", "files": [str(path)], "csv_fps": 10.0, "fps": 5.0, "point_dims": 2,
+                       "up": None, "past": 3, "future": 3, "stride": 2, "batch_size": 8},
+              "energy": {"type": "temporal_convnet", "channels": [8], "top": "linear"},
+              "sampler": {"type": "langevin", "n_steps": 2, "step_size": 0.01, "noise": 0.005},
+              "objective": {"type": "conditional_mle", "start": "extrapolate"},
+              "tasks": {"forecast": {"type": "forecast", "horizons": [0.2, 0.6], "k": 2}}}
+    out = tmp_path / "run"
+    record = run_recipe(recipe, out=str(out), progress=False, host=HOST)
+    for h in ("0.2s", "0.6s"):
+        assert {f"forecast/mde@{h}", f"forecast/best_of_k@{h}", f"forecast/constant_velocity@{h}",
+                f"forecast/nearest_neighbour@{h}"} <= set(record)
+        assert record[f"forecast/best_of_k@{h}"] <= record[f"forecast/mde@{h}"] + 1e-9
+    assert (out / "tasks" / "forecast" / "forecast.png").exists() and "motion" in record
+    with pytest.raises(EbmError, match="beyond the 3 future frames"):
+        recipe["tasks"]["forecast"]["horizons"] = [1.0]
+        run_recipe(recipe, out=str(tmp_path / "run2"), progress=False, host=HOST)
+    assert math.isfinite(record["forecast/mde@0.2s"])
+
+
+def test_the_energies_take_windows_and_refuse_other_shapes():
+    ctx = BuildContext(registry=HOST.registry)
+    ctx.event_shape = (6, 2 + 3 * 2)
+    for name in ("temporal_convnet", "scene_cost"):
+        e = ctx.build("energy", name, channels=[4])
+        assert e(torch.randn(3, 6, 8)).shape == (3,)
+    # the clearance cost sees distances only: the same for the obstacles listed in another order
+    e = ctx.build("energy", "scene_cost", channels=[4], hidden=[4])
+    x = torch.randn(2, 6, 8)
+    swapped = torch.cat([x[..., :2], x[..., 5:8], x[..., 2:5]], 2)
+    assert torch.allclose(e(x), e(swapped), atol=1e-5)
+    ctx.event_shape = (6, 7)
+    with pytest.raises(EbmError, match="scene_cost' needs scenes"):
+        ctx.build("energy", "scene_cost")
+    ctx.event_shape = (1, 8, 8)
+    with pytest.raises(EbmError, match="temporal_convnet' needs trajectories"):
+        ctx.build("energy", "temporal_convnet")
