@@ -45,6 +45,12 @@ ENERGY = ("standin", {})
 SAMPLER = ("standin", {})
 NOISE = ("standin", {})
 CHAINS = {"energy": ENERGY, "sampler": SAMPLER, "generator": NOISE}
+SHAPES = ("shapes", {"res": 8, "n": 10, "heldout": 5})
+POINTS = ("pointclouds", {"points": 16, "n": 10, "heldout": 5})
+VOXELNET = ("voxelnet", {"channels": [4], "kernels": [4], "strides": [2]})
+NAVIGATION = ("navigation", {"n": 4, "heldout": 2, "length": 4, "obstacles": 1})
+TRACK = ("mocap", {"files": ["{tmp}/track.csv"], "csv_fps": 10.0, "fps": 5.0, "point_dims": 2, "up": None,
+                   "past": 2, "future": 2, "stride": 2})
 TILTED = ("tilted_flow", {"tilt": "standin", "flow_layers": 2, "flow_hidden": [8], "flow_steps": 2})
 
 #: (kind, name) → the sections to build, in recipe order; tasks under "task"
@@ -129,6 +135,28 @@ CASES = {
                           "generator": ("standin", {"latent_dim": 2}), "objective": (o, {})}
        for o in ("ebgan", "began", "magan")},
     ("data", "video"): {"data": ("video", {"path": "{tmp}/folder", "clip": 1, "heldout": 0.5, "size": [8, 8]})},
+    ("data", "shapes"): {"data": SHAPES},
+    ("data", "meshes"): {"data": ("meshes", {"path": "{tmp}/meshes", "res": 8, "heldout": 0.5})},
+    ("energy", "voxelnet"): {"data": ("standin", {"shape": [1, 8, 8, 8]}), "energy": VOXELNET},
+    **{("task", t): {"data": SHAPES, "energy": ENERGY, "sampler": SAMPLER, "task": (t, {})}
+       for t in ("voxel_recover", "voxel_superres")},
+    ("task", "voxel_probe"): {"data": SHAPES, "energy": VOXELNET, "task": ("voxel_probe", {})},
+    ("data", "pointclouds"): {"data": POINTS},
+    ("energy", "pointnet"): {"data": ("standin", {"shape": [16, 3]}),
+                             "energy": ("pointnet", {"point_layers": [4], "head_layers": [4]})},
+    ("task", "pointcloud_reconstruct"): {"data": POINTS, "energy": ENERGY, "sampler": SAMPLER, "generator": NOISE,
+                                         "task": ("pointcloud_reconstruct", {})},
+    ("data", "navigation"): {"data": NAVIGATION},
+    ("data", "mocap"): {"data": TRACK},
+    ("energy", "temporal_convnet"): {"data": ("standin", {"shape": [6, 5]}),
+                                     "energy": ("temporal_convnet", {"channels": [4]})},
+    ("energy", "scene_cost"): {"data": ("standin", {"shape": [6, 5]}),
+                               "energy": ("scene_cost", {"channels": [4], "hidden": [4]})},
+    ("objective", "conditional_mle"): {"data": NAVIGATION, "energy": ENERGY, "sampler": SAMPLER,
+                                       "objective": ("conditional_mle", {})},
+    ("task", "forecast"): {"data": TRACK, "energy": ENERGY, "sampler": SAMPLER,
+                           "task": ("forecast", {"horizons": [0.2]})},
+    ("task", "plan"): {"data": NAVIGATION, "energy": ENERGY, "sampler": SAMPLER, "task": ("plan", {})},
     ("data", "photo"): {"data": ("photo", {"path": "{tmp}/folder/0.png", "size": 24})},
     ("energy", "patchgencn"): {"data": ("standin", {"shape": [1, 24, 24]}),
                                "energy": ("patchgencn", {"scales": 2, "width": 4, "layers": 2})},
@@ -149,13 +177,28 @@ CASES = {
 
 
 def _files(tmp):
-    """What the file-reading data sets of the cases read: an IDX file and a folder of PNGs."""
+    """What the file-reading data sets of the cases read: an IDX file, a folder of PNGs, two
+    closed meshes (a training and a held-out one) and a CSV track."""
     images = np.zeros((4, 8, 8), dtype=np.uint8)
     header = bytes([0, 0, 0x08, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape)
     (tmp / "images.idx").write_bytes(header + images.tobytes())
     (tmp / "folder").mkdir()
     for i in range(2):
         Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(tmp / "folder" / f"{i}.png")
+    (tmp / "meshes").mkdir()
+    tetrahedron = "OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 2 1\n3 0 1 3\n3 0 3 2\n3 1 2 3\n"
+    for i in range(2):
+        (tmp / "meshes" / f"{i}.off").write_text(tetrahedron)
+    (tmp / "track.csv").write_text("\n".join(f"{0.1 * t},{0.0},{0.1 * t + 1},{0.5}" for t in range(40)) + "\n")
+
+
+def _in_tmp(value, tmp):
+    """A setting with ``{tmp}`` in its strings (or a list's) made a path in ``tmp``."""
+    if isinstance(value, str):
+        return value.format(tmp=tmp)
+    if isinstance(value, list):
+        return [_in_tmp(v, tmp) for v in value]
+    return value
 
 
 def build_case(host: PluginHost, sections: dict, tmp) -> dict:
@@ -164,7 +207,7 @@ def build_case(host: PluginHost, sections: dict, tmp) -> dict:
         if kind not in sections:
             continue
         name, settings = sections[kind]
-        settings = {k: v.format(tmp=tmp) if isinstance(v, str) else v for k, v in settings.items()}
+        settings = {k: _in_tmp(v, tmp) for k, v in settings.items()}
         ctx.built[kind] = ctx.build(kind, name, **settings)
         if kind == "data":
             ctx.event_shape, ctx.num_classes = tuple(ctx.built[kind].event_shape), ctx.built[kind].num_classes

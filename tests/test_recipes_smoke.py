@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from ebm_image.idx import FASHION_ROOT
+from ebm_trajectory.data import BVH_FOLDER
+from ebm_trajectory.data import NAMED as NAMED_CLIPS
 from ebm_video.data import NAMED as NAMED_VIDEOS
 from support import ROOT
 
@@ -30,6 +32,8 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     if data["type"] == "video" and data.get("name") in NAMED_VIDEOS and not NAMED_VIDEOS[data["name"]][0].exists():
         pytest.skip(f"the video '{data['name']}' is not installed (apt-get install {NAMED_VIDEOS[data['name']][1]})")
+    if data["type"] == "mocap" and data.get("name") in NAMED_CLIPS and not (BVH_FOLDER / NAMED_CLIPS[data["name"]][0]).exists():
+        pytest.skip(f"the clips '{data['name']}' are not installed (apt-get install assimp-testmodels)")
     out = tmp_path / "run"
     overrides = ["run.steps=2", "run.eval_samples=16"]
     if "sample_steps" in tomllib.loads(recipe.read_text())["objective"]:  # evaluation chains: pictures only
@@ -48,8 +52,18 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
             overrides += [f"tasks.{label}.n=40"]
         if task["type"] in ("patch_synthesis", "patch_inpaint"):  # one image a size
             overrides += [f"tasks.{label}.n=1"]
+        if task["type"] in ("voxel_recover", "voxel_superres", "pointcloud_reconstruct"):  # few, short chains
+            overrides += [f"tasks.{label}.n=4", f"tasks.{label}.n_steps=5"]
+        if task["type"] == "voxel_probe":  # two samples a class, a short probe fit
+            overrides += [f"tasks.{label}.per_class=2", f"tasks.{label}.iterations=20"]
+        if task["type"] == "forecast":  # a few windows, short chains
+            overrides += [f"tasks.{label}.n=8", f"tasks.{label}.k=2", f"tasks.{label}.n_steps=3"]
+        if task["type"] == "plan":  # a few scenes, short chains
+            overrides += [f"tasks.{label}.n=8", f"tasks.{label}.n_steps=3"]
     if tomllib.loads(recipe.read_text()).get("sampler", {}).get("type") == "patch_pyramid":  # short chains, 4 samples
         overrides += ["sampler.n_steps=3", "run.eval_samples=4"]
+    if tomllib.loads(recipe.read_text())["energy"].get("type") == "tilted_flow":  # a few steps fit its flow
+        overrides.append("energy.flow_steps=20")
     # the first Fashion-MNIST recipe also trains the metric classifier
     run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()

@@ -305,6 +305,13 @@ def _objective_recipes(tiny):
                       "flow_hidden": [16], "flow_steps": 3}
     snis["objective"] = {"type": "snis_mle", "proposals": 32}
     recipes["snis_mle"] = snis
+    recipes["conditional_mle"] = {  # the observed part of each window travels as cond
+        "run": {"seed": 0, "steps": 6, "log_every": 1, "checkpoint_every": 2, "eval_samples": 8},
+        "data": {"type": "navigation", "n": 16, "heldout": 8, "length": 6, "obstacles": 1, "batch_size": 8},
+        "energy": {"type": "scene_cost", "channels": [4], "hidden": [4]},
+        "sampler": {"type": "langevin", "n_steps": 3, "step_size": 0.01, "noise": 0.005},
+        "objective": {"type": "conditional_mle", "start_noise": 0.05},
+        "optim": {"energy": {"lr": 1e-3}}}
     drl = copy.deepcopy(nce)
     drl["energy"] = {"type": "level_mlp", "hidden": [32, 32], "embedding": 8}
     drl["sampler"] = {"type": "langevin", "n_steps": 5, "step_size": 0.5}
