@@ -29,9 +29,11 @@ def test_hand_hmc_window_is_ebms_window_adapted_hmc():
     ref = speed.hand_hmc_window(x0.clone(), energy, n_steps)
     out = sampler.run(x0, energy, n_steps, rng=torch.Generator().manual_seed(4))
     assert (ref - x0).abs().mean() > 0.1, "the chains should move"
-    # rounding (a Welford mean against running sums) can flip a rare accept decision; a wrong
-    # step size, mass or window moves every chain by about the target's scale
-    close = ((out - ref).abs() < 1e-4).all(1).float().mean()
+    # rounding (a Welford mean against running sums) can flip a rare accept decision, and the
+    # pooled adaptation passes it on: one chain flipped at step 13 on one machine changed the
+    # window's inverse mass by ~1e-4 and every chain after it by 2e-4–1e-3. A wrong step size,
+    # mass or window moves every chain by about the target's scale (0.1–1)
+    close = ((out - ref).abs() < 1e-2).all(1).float().mean()
     assert close > 0.99, f"only {close:.3f} of the chains agree"
 
 

@@ -24,7 +24,8 @@ from ebmcore import BuildContext, EbmError
 from ebmcore.build import build
 from ebmcore.train import run_recipe
 
-torch.set_num_threads(1)
+# one thread in each test, restored after (a process-wide setting would slow and change every later test)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_procedural_clouds_are_seeded_labelled_and_in_the_unit_ball():

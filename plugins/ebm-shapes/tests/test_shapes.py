@@ -35,7 +35,8 @@ from ebmcore import BuildContext, EbmError
 from ebmcore.build import build
 from ebmcore.train import run_recipe
 
-torch.set_num_threads(1)
+# one thread in each test, restored after (a process-wide setting would slow and change every later test)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_procedural_shapes_are_seeded_labelled_and_inside_the_grid():

@@ -16,7 +16,8 @@ from ebmcore import EbmError, PluginHost
 from ebmcore.build import BuildContext
 from ebmcore.train import run_recipe
 
-torch.set_num_threads(1)
+# one thread in each test, restored after (a process-wide setting would slow and change every later test)
+pytestmark = pytest.mark.usefixtures("one_thread")
 #: this plugin and the one whose sampler it builds by name, nothing else (no observers: fast)
 HOST = PluginHost(["ebm_trajectory", "ebm_langevin"], autoload=False)
 
