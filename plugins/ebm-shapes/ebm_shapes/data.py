@@ -35,6 +35,7 @@ from ebm_shapes.metrics import ShapeMetrics
 from ebm_shapes.pictures import views_png, voxels_png
 from ebmcore import Batch, Data, EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.files import open_regular
 
 #: Debian's libcgal-demo ships CGAL's example data, 138 .off models under data/meshes/, in this archive
 CGAL_ARCHIVE = Path("/usr/share/doc/libcgal-dev/data.tar.gz")
@@ -155,8 +156,8 @@ class MeshesConfig:
 
 
 def _archive_meshes(path: Path) -> list[tuple[str, bytes, str]]:
-    try:
-        with tarfile.open(path) as tar:
+    try:  # a FIFO, a device or a folder is refused before tarfile reads it
+        with open_regular(path, what="a mesh archive") as f, tarfile.open(fileobj=f) as tar:
             out = []
             for member in sorted(tar.getmembers(), key=lambda m: m.name):
                 suffix = Path(member.name).suffix.lower()

@@ -4,6 +4,7 @@ naming them, the CGAL set's absence naming its package, the energy, the task bas
 a two-step run of a recipe with all three tasks."""
 
 import json
+import os
 import tarfile
 
 import numpy as np
@@ -169,3 +170,10 @@ def test_a_two_step_run_with_every_task(tmp_path):
 def test_normalised_fits_the_cube():
     v = normalised(np.array([[0.0, 0, 0], [4, 1, 2]]))
     assert np.allclose(v.max(0), [0.9, 0.225, 0.45]) and np.allclose(v.min(0), -v.max(0))
+
+
+def test_a_fifo_given_as_a_mesh_archive_is_refused_naming_it(tmp_path, within_seconds):
+    fifo = tmp_path / "meshes.tar"
+    os.mkfifo(fifo)
+    with pytest.raises(EbmError, match="meshes.tar"):
+        build("data", "meshes", path=str(fifo), res=8)
