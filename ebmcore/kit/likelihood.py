@@ -55,6 +55,12 @@ class GaussianBase(nn.Module):
         return (0.5 * z.square().sum(0) + self.log_norm).to(x.dtype)
 
 
+def reference_std_field(doc: str = "add ‖x‖²/(2σ²), a Gaussian reference (unset: none)") -> Any:
+    """An energy's ``reference_std`` key: σ of a Gaussian reference term ‖x‖²/(2σ²), or None."""
+    return attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+                       metadata={"doc": doc})
+
+
 def reference_fit_field() -> Any:
     """An energy's ``reference_fit`` key: the ridge of a :class:`GaussianBase` fitted to the
     training set whose energy the model adds (None: no reference)."""

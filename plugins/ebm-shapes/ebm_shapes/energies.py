@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ebmcore import Condition, Energy
 from ebmcore import config as cfg
 from ebmcore.kit.readout import label_energy
+from ebmcore.kit.likelihood import reference_std_field
 
 _ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
@@ -39,10 +40,9 @@ class VoxelNetConfig:
                                                                  default="swish")
     condition: Literal["none", "label"] = cfg.doc(
         "'label': E(x, y), one head output per class of the data (its labels); 'none'", default="none")
-    reference_std: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
-        metadata={"doc": "σ of the Gaussian reference ‖x‖²/(2σ²) (the paper's; Langevin steps must then stay "
-                         "below 2σ²); unset: none"})
+    reference_std: float | None = reference_std_field(
+        "σ of the Gaussian reference ‖x‖²/(2σ²) (the paper's; Langevin steps must then stay below 2σ²); "
+        "unset: none")
 
     def __attrs_post_init__(self):
         if not len(self.channels) == len(self.kernels) == len(self.strides):

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ebmcore import EbmError, Energy
 from ebmcore import config as cfg
+from ebmcore.kit.likelihood import reference_std_field
 
 _ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
@@ -47,9 +48,8 @@ class PointNetConfig:
         "symmetric pooling over the points: mean (every point gets a gradient), max (PointNet's), "
         "or both concatenated", default="mean")
     activation: Literal["relu", "swish", "leaky_relu"] = cfg.doc("after each hidden layer", default="swish")
-    reference_std: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
-        metadata={"doc": "σ of the Gaussian reference Σᵢ‖xᵢ‖²/(2σ²); unset: none"})
+    reference_std: float | None = reference_std_field(
+        "σ of the Gaussian reference Σᵢ‖xᵢ‖²/(2σ²); unset: none")
 
 
 def canonical(x: Tensor) -> Tensor:

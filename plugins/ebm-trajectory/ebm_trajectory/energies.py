@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ebmcore import EbmError, Energy
 from ebmcore import config as cfg
+from ebmcore.kit.likelihood import reference_std_field
 
 _ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -37,9 +38,7 @@ class TemporalConvNetConfig:
                                                                      "give smooth costs)", default="silu")
     top: Literal["sum", "linear"] = cfg.doc("'sum': a 1×1 read-out summed over time (a sum of local costs); "
                                             "'linear': a linear layer on the whole top layer", default="sum")
-    reference_std: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
-        metadata={"doc": "add ‖x‖²/(2σ²), a Gaussian reference (unset: none)"})
+    reference_std: float | None = reference_std_field()
 
     def __attrs_post_init__(self):
         if self.kernel % 2 == 0:

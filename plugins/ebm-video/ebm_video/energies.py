@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ebmcore import Energy
 from ebmcore import config as cfg
+from ebmcore.kit.likelihood import reference_std_field
 
 
 def _triples(_inst, attribute, value):
@@ -45,10 +46,9 @@ class STConvNetConfig:
     top: Literal["sum", "linear"] = cfg.doc("'sum': the top layer's responses summed over space and time "
                                             "(stationary; any clip size); 'linear': a linear layer on them",
                                             default="sum")
-    reference_std: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
-        metadata={"doc": "σ of the Gaussian reference ‖x‖²/(2σ²) (the paper's; Langevin steps must then stay "
-                         "below 2σ²); unset: none"})
+    reference_std: float | None = reference_std_field(
+        "σ of the Gaussian reference ‖x‖²/(2σ²) (the paper's; Langevin steps must then stay below 2σ²); "
+        "unset: none")
 
     def __attrs_post_init__(self):
         if not len(self.channels) == len(self.kernels) == len(self.strides):
