@@ -109,7 +109,12 @@ def test_rollbacks_are_bounded(tmp_path, tiny):
         run_recipe(tiny, out=str(tmp_path / "run"), progress=False)
 
 
-def test_warmup_ramps_the_learning_rate_and_keeps_the_configured_one():
+@pytest.mark.parametrize("schedule, total, expected", [
+    ({"warmup_steps": 4}, None, [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]),
+    ({"cooldown_steps": 3}, 6, [1.0, 1.0, 1.0, 1.0, 2 / 3, 1 / 3]),
+    ({"warmup_steps": 2, "cooldown_steps": 2}, 3, [0.5, 1.0, 0.5]),
+])
+def test_warmup_and_cooldown_scale_the_learning_rate_and_keep_the_configured_one(schedule, total, expected):
     from ebmcore import Objective
     from ebmcore.train.distributed import World
     from ebmcore.train.optimise import Optimisers
@@ -127,15 +132,15 @@ def test_warmup_ramps_the_learning_rate_and_keeps_the_configured_one():
             return {"w": self.w}, {}
 
     objective = Sum()
-    optimisers = Optimisers(objective, {"w": OptimConfig(type="sgd", lr=1.0, warmup_steps=4)}, World(), "fp32",
-                            torch.device("cpu"), "sum")
+    optimisers = Optimisers(objective, {"w": OptimConfig(type="sgd", lr=1.0, **schedule)}, World(), "fp32",
+                            torch.device("cpu"), "sum", total_steps=total)
     moves = []
-    for update in range(1, 7):
+    for update in range(1, len(expected) + 1):
         before = objective.w.item()
         optimisers.step(None, torch.Generator(), update)
         moves.append(before - objective.w.item())
         assert optimisers.groups["w"][0].param_groups[0]["lr"] == 1.0  # what a checkpoint holds
-    assert moves == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert moves == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("key, value", [("on_divergence", "retry"), ("max_abs_energy", -1.0),

@@ -34,8 +34,9 @@ class Optimisers:
     """One optimizer per parameter group, configured by ``[optim.<group>]``."""
 
     def __init__(self, objective: Objective, configs: dict[str, OptimConfig], world: World, precision: str,
-                 device: torch.device, objective_name: str):
+                 device: torch.device, objective_name: str, total_steps: int | None = None):
         self.objective, self.world, self.precision, self.device = objective, world, precision, device
+        self.total_steps = total_steps
         groups = objective.param_groups()
         extra = set(configs) - set(groups)
         if extra:
@@ -74,11 +75,22 @@ class Optimisers:
             self.world.reduce_grads(params[name])  # the group's gradient averaged over ranks
             norm = torch.nn.utils.clip_grad_norm_(params[name], c.grad_clip if c.grad_clip else math.inf)
             out[f"grad_norm/{name}"] = norm.detach()
-            if c.warmup_steps and update < c.warmup_steps:
-                _step_at(opt, update / c.warmup_steps)
-            else:
+            factor = self.lr_factor(c, update)
+            if factor == 1.0:
                 opt.step()
+            else:
+                _step_at(opt, factor)
         return out
+
+    def lr_factor(self, c: OptimConfig, update: int) -> float:
+        """The learning rate of ``update`` (counted from 1) over the configured one: the
+        warm-up's rise, the cool-down's fall over the last ``cooldown_steps`` of the run."""
+        factor = update / c.warmup_steps if c.warmup_steps and update < c.warmup_steps else 1.0
+        if c.cooldown_steps and self.total_steps is not None:
+            left = self.total_steps - update + 1  # 1 at the last update
+            if left <= c.cooldown_steps:
+                factor *= max(left, 1) / c.cooldown_steps
+        return factor
 
     def scale_lr(self, scale: float) -> None:
         """Every group's learning rate set to its configured one × ``scale`` (after a rollback)."""

@@ -93,6 +93,8 @@ class OptimConfig:
         metadata={"doc": "clip the group's gradient norm to this value"})
     warmup_steps: int = cfg.non_negative("updates over which the learning rate rises linearly from lr/warmup_steps "
                                          "to lr (JEM's warm-up; 0: none)", default=0)
+    cooldown_steps: int = cfg.non_negative("the run's last updates (of run.steps), over which the learning rate "
+                                           "falls linearly from lr to lr/cooldown_steps (0: none)", default=0)
 
 
 @attrs.frozen

@@ -72,7 +72,7 @@ class Run:
         check_samples_fit("$.run.eval_samples", c.eval_samples, self.data.event_shape, self.device)
         self.world.broadcast_parameters(self.objective)
         optimisers = Optimisers(self.objective, recipe.optim, self.world, c.precision, self.device,
-                                recipe.sections["objective"].type)
+                                recipe.sections["objective"].type, total_steps=c.steps)
         rng = make_rng(c.seed, self.world.purpose("train"), self.device)
         # the same data RNG on every rank: one permutation, sharded (ebmcore.Shuffled)
         stream = self.data.stream(make_rng(c.seed, "data", torch.device("cpu")),
