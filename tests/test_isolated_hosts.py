@@ -64,7 +64,9 @@ CASES = {
     ("sampler", "annealed_langevin"): {"sampler": ("annealed_langevin", {})},
     ("sampler", "parallel_tempering"): {"sampler": ("parallel_tempering", {})},
     **{("generator", g): {"data": VECTORS, "generator": (g, {})}
-       for g in ("uniform", "gaussian", "replay_buffer", "data")},
+       for g in ("uniform", "gaussian", "data", "fitted_gaussian")},
+    # restarting from the fitted Gaussian builds generator 'fitted_gaussian' through the context
+    ("generator", "replay_buffer"): {"data": VECTORS, "generator": ("replay_buffer", {"fresh": "fitted"})},
     ("objective", "mle"): {"data": VECTORS, **CHAINS, "objective": ("mle", {})},
     ("data", "stripes"): {"data": ("stripes", {"size": 8, "n_train": 16})},
     ("energy", "multiscale"): {"data": ("standin", {"shape": [1, 16, 16]}),

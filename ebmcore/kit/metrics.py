@@ -56,24 +56,34 @@ def mmd2(x: Tensor, y: Tensor, bandwidth: float) -> float:
     return float(xx + yy - 2.0 * kxy.mean())
 
 
+class FittedGaussian:
+    """The Gaussian with ``train``'s mean and full (sample) covariance, factorised once.
+    Exact for singular covariances (pixels that never change, fewer examples than
+    dimensions); fitted in float64 on the CPU."""
+
+    def __init__(self, train: Tensor):
+        if train.shape[0] < 2:
+            raise ValueError(f"fitting a Gaussian needs at least 2 examples, got {tuple(train.shape)}")
+        flat = train.detach().flatten(1).to("cpu", torch.float64)
+        self.shape, self.dtype, self.mean = train.shape[1:], train.dtype, flat.mean(0)
+        centred = flat - self.mean
+        rows, dim = centred.shape
+        if dim <= rows:  # cov = F Fᵀ with F = V·√Λ
+            evals, evecs = torch.linalg.eigh(centred.T @ centred / (rows - 1))
+            self.factor = evecs * evals.clamp_min(0).sqrt()
+        else:  # fewer examples than dimensions: cov = Vᵀ S² V / (N − 1), rank < N
+            _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+            self.factor = vh.T * (s / math.sqrt(rows - 1))
+
+    def sample(self, n: int, *, rng: torch.Generator) -> Tensor:
+        """``n`` draws shaped like the training examples, drawn with ``rng`` (a CPU generator) only."""
+        z = torch.randn((n, self.factor.shape[1]), generator=rng, dtype=torch.float64)
+        return (self.mean + z @ self.factor.T).to(self.dtype).view(n, *self.shape)
+
+
 def fitted_gaussian(train: Tensor, n: int, *, rng: torch.Generator) -> Tensor:
-    """``n`` draws, shaped like ``train``'s examples, from the Gaussian with ``train``'s mean
-    and full (sample) covariance. Exact for singular covariances (pixels that never change,
-    fewer examples than dimensions); computed in float64, drawn with ``rng`` only."""
-    if train.shape[0] < 2:
-        raise ValueError(f"fitting a Gaussian needs at least 2 examples, got {tuple(train.shape)}")
-    flat = train.detach().flatten(1).to("cpu", torch.float64)
-    mean = flat.mean(0)
-    centred = flat - mean
-    rows, dim = centred.shape
-    if dim <= rows:  # cov = F Fᵀ with F = V·√Λ
-        evals, evecs = torch.linalg.eigh(centred.T @ centred / (rows - 1))
-        factor = evecs * evals.clamp_min(0).sqrt()
-    else:  # fewer examples than dimensions: cov = Vᵀ S² V / (N − 1), rank < N
-        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
-        factor = vh.T * (s / math.sqrt(rows - 1))
-    z = torch.randn((n, factor.shape[1]), generator=rng, dtype=torch.float64)
-    return (mean + z @ factor.T).to(train.dtype).view(n, *train.shape[1:])
+    """``n`` draws, shaped like ``train``'s examples, from :class:`FittedGaussian` of ``train``."""
+    return FittedGaussian(train).sample(n, rng=rng)
 
 
 class Yardsticks:

@@ -5,9 +5,9 @@ E(x, y) = −f(x)[y] and E(x) = −logsumexp_y f(x)[y]; a label-conditional imag
 
     cross-entropy  +  w · [E(x_data) − E(x_sample)  +  α · (E(x_data)² + E(x_sample)²)]
 
-with x_sample from SGLD on E(x) started from the generator (a replay buffer, 5 % fresh
-noise, in JEM). w = 0 is the plain classifier: the same network, data and optimiser, no
-chains run.
+(each term a mean over its own examples) with x_sample from SGLD on E(x) started from the
+generator (a replay buffer, 5 % fresh noise, in JEM; ``chains`` of them per update). w = 0
+is the plain classifier: the same network, data and optimiser, no chains run.
 
 The cross-entropy is taken through the energy's own two answers, without reaching into
 its head: −log p(y | x) = −f(x)[y] + logsumexp_y f(x)[y] = E(x, y) − E(x).
@@ -36,6 +36,10 @@ class JEMConfig:
     alpha: float = cfg.non_negative(
         "weight of the energy-magnitude term α·(E(x_data)² + E(x_sample)²), inside w (JEM's stability fix)",
         default=0.0)
+    chains: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "SGLD chains per update, the samples of the maximum-likelihood term (default: the "
+                         "batch size; fewer make an update cheaper, the term's estimate noisier)"})
     sample_steps: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
         metadata={"doc": "chain length of evaluation chains (default: the sampler's n_steps)"})
@@ -46,13 +50,13 @@ class JEMConfig:
 
 class JEM(Objective):
     def __init__(self, energy, sampler, generator, *, generative_weight: float = 1.0, alpha: float = 0.0,
-                 sample_steps: int | None = None, eval_chains: str = "fresh"):
+                 chains: int | None = None, sample_steps: int | None = None, eval_chains: str = "fresh"):
         super().__init__()
         if energy.condition is not Condition.LABEL:
             raise EbmError(f"{WHO} reads the energy's class outputs as logits: set energy.condition = \"label\" "
                            f"(the energy's condition is {energy.condition.value!r})")
         self.energy, self.generator, self.sampler = energy, generator, one_row_per_chain(sampler, WHO)
-        self.generative_weight, self.alpha = generative_weight, alpha
+        self.generative_weight, self.alpha, self.chains = generative_weight, alpha, chains
         self.sample_steps, self.eval_chains = sample_steps, eval_chains
 
     @classmethod
@@ -62,8 +66,8 @@ class JEM(Objective):
             # without labels in the batches there is no cross-entropy to train
             raise EbmError(f"{WHO} trains on labelled batches: set data.conditional = true")
         return cls(ctx.require("energy", WHO), ctx.require("sampler", WHO), ctx.require("generator", WHO),
-                   generative_weight=c.generative_weight, alpha=c.alpha, sample_steps=c.sample_steps,
-                   eval_chains=c.eval_chains)
+                   generative_weight=c.generative_weight, alpha=c.alpha, chains=c.chains,
+                   sample_steps=c.sample_steps, eval_chains=c.eval_chains)
 
     def param_groups(self):
         return {"energy": self.energy}
@@ -78,21 +82,21 @@ class JEM(Objective):
         metrics = {"loss/ce": ce.detach(), "energy/data": e_data.mean().detach()}
         if not self.generative_weight:
             return {"energy": ce}, metrics
-        x0 = self.generator.sample(len(x), rng=rng, data=x)
+        x0 = self.generator.sample(self.chains or len(x), rng=rng, data=x)
         x_neg = self.sampler.run(x0, self.energy, rng=rng)  # SGLD on the marginal E(x)
         self.generator.update(x_neg)
         e_neg = self.energy(x_neg)
         cd = e_data.mean() - e_neg.mean()
-        generative = cd + self.alpha * (e_data.pow(2) + e_neg.pow(2)).mean() if self.alpha else cd
+        generative = cd + self.alpha * (e_data.pow(2).mean() + e_neg.pow(2).mean()) if self.alpha else cd
         metrics.update({"loss/cd": cd.detach(), "energy/sample": e_neg.mean().detach()})
         return {"energy": ce + self.generative_weight * generative}, metrics
 
     def sample(self, n, *, rng, cond: Tensor | None = None):
         """Samples of p(x) (``cond`` None) or of p(x | y) (``cond`` the labels y) by SGLD."""
         if self.eval_chains == "persistent":  # reads the buffer, never writes it
-            x0 = self.generator.sample(n, rng=rng)
+            x0 = self.generator.sample(n, rng=rng, cond=cond)
         else:
-            x0 = self.generator.fresh(n, rng=rng)
+            x0 = self.generator.fresh(n, rng=rng, cond=cond)
         return self.sampler.run(x0, self.energy, self.sample_steps, rng=rng, cond=cond)
 
 

@@ -32,13 +32,13 @@ TINY = {
 }
 
 
-def _parts(weight=1.0, alpha=0.0, steps=3):
+def _parts(weight=1.0, alpha=0.0, steps=3, chains=None):
     ctx = BuildContext(event_shape=(1, 8, 8), num_classes=10)
     energy = ctx.build("energy", "swish_cnn", hidden=8, condition="label")
     sampler = ctx.build("sampler", "langevin", n_steps=steps, step_size=1.0, noise=0.01, clamp=[-1.0, 1.0])
     ctx.built["energy"] = energy
     generator = ctx.build("generator", "replay_buffer", size=64, reinit=0.05)
-    return JEM(energy, sampler, generator, generative_weight=weight, alpha=alpha), energy, generator
+    return JEM(energy, sampler, generator, generative_weight=weight, alpha=alpha, chains=chains), energy, generator
 
 
 def _batch(n=12, seed=0):
@@ -69,15 +69,17 @@ def test_weight_zero_is_the_cross_entropy_of_the_logits_and_runs_no_chain():
     assert generator._count == 0 and "loss/cd" not in metrics  # no SGLD, no buffer writes
 
 
-def test_generative_part_is_data_energy_minus_sample_energy_plus_the_magnitude_term():
-    jem, energy, generator = _parts(weight=0.5, alpha=0.1)
+@pytest.mark.parametrize("chains", [None, 5])
+def test_generative_part_is_data_energy_minus_sample_energy_plus_the_magnitude_term(chains):
+    jem, energy, generator = _parts(weight=0.5, alpha=0.1, chains=chains)
     x, y = _batch()
     losses, metrics = jem.loss(Batch(x, y), rng=torch.Generator().manual_seed(1))
-    x_neg = generator.x[: len(x)]  # the chain ends the step wrote back
-    assert generator._count == len(x)
+    n_neg = chains or len(x)
+    x_neg = generator.x[:n_neg]  # the chain ends the step wrote back
+    assert generator._count == n_neg
     e_pos, e_neg = energy(x), energy(x_neg)
     cd = e_pos.mean() - e_neg.mean()
-    generative = cd + 0.1 * (e_pos.pow(2) + e_neg.pow(2)).mean()
+    generative = cd + 0.1 * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
     assert torch.allclose(metrics["loss/cd"], cd, atol=1e-5)
     assert torch.allclose(losses["energy"], F.cross_entropy(-_head(energy, x), y) + 0.5 * generative, atol=1e-5)
     assert not torch.equal(x_neg, torch.zeros_like(x_neg))

@@ -3,6 +3,8 @@
 from ebm_mle.generators import (
     DataInit,
     DataInitConfig,
+    FittedGaussianConfig,
+    FittedGaussianNoise,
     GaussianNoise,
     GaussianNoiseConfig,
     ReplayBuffer,
@@ -13,7 +15,7 @@ from ebm_mle.generators import (
 from ebm_mle.objectives import MaximumLikelihood, MLEConfig
 from ebmcore import Component, hookimpl
 
-__all__ = ["DataInit", "GaussianNoise", "MaximumLikelihood", "ReplayBuffer", "UniformNoise"]
+__all__ = ["DataInit", "FittedGaussianNoise", "GaussianNoise", "MaximumLikelihood", "ReplayBuffer", "UniformNoise"]
 
 
 @hookimpl
@@ -23,6 +25,8 @@ def ebm_components():
         Component("generator", "gaussian", GaussianNoiseConfig, GaussianNoise.from_config),
         Component("generator", "replay_buffer", ReplayBufferConfig, ReplayBuffer.from_config),
         Component("generator", "data", DataInitConfig, DataInit.from_config),
+        Component("generator", "fitted_gaussian", FittedGaussianConfig, FittedGaussianNoise.from_config,
+                  requires=("data",)),
         Component("objective", "mle", MLEConfig, MaximumLikelihood.from_config,
                   requires=("energy", "sampler", "generator")),
     ]

@@ -5,9 +5,10 @@ import attrs
 import torch
 from torch import Tensor
 
-from ebmcore import Generator
+from ebmcore import EbmError, Generator
 from ebmcore import config as cfg
 from ebmcore.kit.memory import check_fits, tensor_bytes
+from ebmcore.kit.metrics import FittedGaussian
 
 
 def _below_high(inst, attr, value):
@@ -68,10 +69,78 @@ class GaussianNoise(_Noise):
         return self._randn(n, rng).mul_(self.std).add_(self.mean)
 
 
-def _noise_from(c, event_shape, device) -> _Noise:
+@attrs.frozen
+class FittedGaussianConfig:
+    """The training data's Gaussian (mean and full covariance), or a mixture of its classes'
+    Gaussians: chains that start near the data (JEM++'s informative initialisation)."""
+
+    per_class: bool = cfg.doc(
+        "one Gaussian per class, mixed by the classes' frequencies; labelled chains (cond) start "
+        "in their class's Gaussian (needs labelled data)", default=False)
+
+
+class FittedGaussianNoise(Generator):
+    """Draws from Gaussians fitted when the generator is built: ``mean[k] + factor[k] @ z``
+    for component k (one component, or one per class)."""
+
+    def __init__(self, means: Tensor, factors: Tensor, weights: Tensor, event_shape):
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        # refitted from the data at every build: not part of a checkpoint
+        self.register_buffer("means", means, persistent=False)
+        self.register_buffer("factors", factors, persistent=False)
+        self.register_buffer("weights", weights, persistent=False)
+
+    @classmethod
+    def from_config(cls, c: FittedGaussianConfig, ctx) -> "FittedGaussianNoise":
+        who = "generator 'fitted_gaussian'"
+        train = ctx.require("data", who).dataset()
+        if not c.per_class:
+            parts = [train.x]
+        elif train.cond is None or not ctx.num_classes:
+            raise EbmError(f"{who}: per_class = true needs labelled data (data.conditional = true)")
+        else:
+            labels = train.cond.long()
+            parts = [train.x[labels == k] for k in range(ctx.num_classes)]
+            empty = [k for k, part in enumerate(parts) if len(part) < 2]
+            if empty:
+                raise EbmError(f"{who}: classes {empty} have fewer than 2 training examples to fit")
+        dim = train.x[0].numel()
+        # the fit holds a d × d covariance in float64 (CPU) and keeps a d × d factor per component
+        check_fits("$.generator", tensor_bytes(dim, dim, itemsize=8) * 3,
+                   what=f"the covariance of {dim:,}-dimensional examples")
+        check_fits("$.generator", tensor_bytes(len(parts), dim, dim), device=ctx.device,
+                   what=f"{len(parts)} Gaussian factor(s) of {dim:,} × {dim:,}")
+        fits = [FittedGaussian(part) for part in parts]
+        rank = max(f.factor.shape[1] for f in fits)  # a class with fewer examples than dimensions has less
+        factors = torch.stack([torch.nn.functional.pad(f.factor, (0, rank - f.factor.shape[1])) for f in fits])
+        counts = torch.tensor([float(len(part)) for part in parts])
+        return cls(torch.stack([f.mean for f in fits]).float().to(ctx.device), factors.float().to(ctx.device),
+                   (counts / counts.sum()).to(ctx.device), train.x.shape[1:])
+
+    def sample(self, n, *, rng, cond=None, data=None):
+        k = len(self.weights)
+        if cond is not None and k > 1:
+            comp = cond.long().to(self.means.device)
+        else:
+            comp = torch.multinomial(self.weights, n, replacement=True, generator=rng)
+        z = torch.randn((n, self.factors.shape[2]), generator=rng, device=self.means.device)
+        x = z.new_empty((n, self.means.shape[1]))
+        for c in range(k):  # one product per component: gathering a factor per draw costs n × d² memory
+            rows = comp == c
+            x[rows] = self.means[c] + z[rows] @ self.factors[c].T
+        return x.view(n, *self.event_shape)
+
+    def fresh(self, n, *, rng, cond=None):
+        return self.sample(n, rng=rng, cond=cond)
+
+
+def _noise_from(c, event_shape, ctx) -> Generator:
     if c.fresh == "uniform":
-        return UniformNoise(event_shape, c.low, c.high, device)
-    return GaussianNoise(event_shape, 0.0, c.std, device)
+        return UniformNoise(event_shape, c.low, c.high, ctx.device)
+    if c.fresh == "gaussian":
+        return GaussianNoise(event_shape, 0.0, c.std, ctx.device)
+    return ctx.build("generator", "fitted_gaussian", per_class=c.fresh == "fitted_per_class")
 
 
 @attrs.frozen
@@ -80,8 +149,10 @@ class ReplayBufferConfig:
 
     size: int = cfg.positive("number of stored samples", default=10000)
     reinit: float = cfg.fraction("fraction of chains started from fresh noise", default=0.05)
-    fresh: str = attrs.field(default="uniform", validator=attrs.validators.in_(("uniform", "gaussian")),
-                             metadata={"doc": "fresh noise: 'uniform' on [low, high] or 'gaussian' with std"})
+    fresh: str = attrs.field(
+        default="uniform", validator=attrs.validators.in_(("uniform", "gaussian", "fitted", "fitted_per_class")),
+        metadata={"doc": "fresh noise: 'uniform' on [low, high], 'gaussian' with std, or generator "
+                         "'fitted_gaussian': the data's Gaussian ('fitted') or its classes' ('fitted_per_class')"})
     low: float = attrs.field(default=-1.0, validator=_below_high, metadata={"doc": "uniform lower bound"})
     high: float = cfg.doc("uniform upper bound", default=1.0)
     std: float = cfg.positive("gaussian standard deviation", default=1.0)
@@ -114,10 +185,10 @@ class ReplayBuffer(Generator):
         shape = ctx.need_event_shape("generator 'replay_buffer'")
         check_fits("$.generator.size", tensor_bytes(c.size, *shape), device=ctx.device,
                    what=f"{c.size:,} stored samples of shape {tuple(shape)}")
-        return cls(shape, c.size, c.reinit, _noise_from(c, shape, ctx.device), ctx.device, c.replacement)
+        return cls(shape, c.size, c.reinit, _noise_from(c, shape, ctx), ctx.device, c.replacement)
 
     def sample(self, n, *, rng, cond=None, data=None):
-        fresh = self.noise.sample(n, rng=rng)
+        fresh = self.noise.sample(n, rng=rng, cond=cond)
         if self._count == 0:
             return fresh
         if self.replacement or n > self._count:
@@ -140,7 +211,7 @@ class ReplayBuffer(Generator):
         self.count.fill_(self._count)
 
     def fresh(self, n, *, rng, cond=None):
-        return self.noise.sample(n, rng=rng)
+        return self.noise.sample(n, rng=rng, cond=cond)
 
 
 def _reread_counters(buffer: ReplayBuffer, _incompatible) -> None:

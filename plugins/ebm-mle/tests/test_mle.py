@@ -4,7 +4,8 @@ from ebm_langevin import Langevin
 from ebm_mle import DataInit, GaussianNoise, MaximumLikelihood, ReplayBuffer, UniformNoise
 from torch import nn
 
-from ebmcore import Batch, Energy
+from ebmcore import Batch, EbmError, Energy
+from ebmcore.build import BuildContext
 
 
 def test_uniform_and_gaussian_noise_have_their_range_and_scale():
@@ -154,3 +155,67 @@ def test_evaluation_chains_continue_the_buffer_only_when_asked_and_never_write_i
     x = obj.sample(32, rng=torch.Generator().manual_seed(0))
     assert (x.abs() > 10).all() if eval_chains == "persistent" else (x.abs() <= 1).all()
     assert torch.equal(buf.x, before) and int(buf.ptr) == 0
+
+
+class _Labelled:
+    """Just what generator 'fitted_gaussian' reads from the data: the training set."""
+
+    def __init__(self, x, y):
+        self.batch = Batch(x, y)
+
+    def dataset(self):
+        return self.batch
+
+
+def _two_classes(n=20000):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, 2, generator=g) @ torch.tensor([[1.0, 0.0], [0.8, 0.6]]) + torch.tensor([4.0, 0.0])
+    b = torch.randn(n, 2, generator=g) * 0.5 - torch.tensor([4.0, 0.0])
+    return torch.cat([a, b]), torch.cat([torch.zeros(n), torch.ones(n)]).long()
+
+
+def test_fitted_gaussian_draws_have_the_datas_mean_and_covariance():
+    x, y = _two_classes()
+    ctx = BuildContext(event_shape=(2,), num_classes=2, built={"data": _Labelled(x, y)})
+    gen = ctx.build("generator", "fitted_gaussian")
+    draws = gen.sample(40000, rng=torch.Generator().manual_seed(1))
+    assert torch.allclose(draws.mean(0), x.mean(0), atol=0.05)
+    assert torch.allclose(draws.T.cov(), x.T.cov(), rtol=0.03, atol=0.03)
+
+
+def test_fitted_gaussian_per_class_mixes_the_classes_and_starts_labelled_chains_in_their_class():
+    x, y = _two_classes()
+    ctx = BuildContext(event_shape=(2,), num_classes=2, built={"data": _Labelled(x, y)})
+    gen = ctx.build("generator", "fitted_gaussian", per_class=True)
+    rng = torch.Generator().manual_seed(1)
+    mixed = gen.sample(20000, rng=rng)
+    assert (mixed[:, 0] > 0).float().mean().item() == pytest.approx(0.5, abs=0.02)  # class frequencies
+    ones = gen.fresh(20000, rng=rng, cond=torch.ones(20000))
+    assert torch.allclose(ones.mean(0), torch.tensor([-4.0, 0.0]), atol=0.02)
+    assert torch.allclose(ones.T.cov(), torch.eye(2) * 0.25, atol=0.01)
+    zeros = gen.sample(20000, rng=rng, cond=torch.zeros(20000))
+    assert torch.allclose(zeros.T.cov(), x[y == 0].T.cov(), atol=0.05)
+    # a buffer restarting from it passes the labels on
+    buf = ctx.build("generator", "replay_buffer", size=10, reinit=1.0, fresh="fitted_per_class")
+    buf.update(torch.zeros(10, 2))
+    assert (buf.sample(500, rng=rng, cond=torch.ones(500))[:, 0] < -2).all()
+
+
+def test_fitted_gaussian_per_class_needs_labels():
+    x, _ = _two_classes(100)
+    ctx = BuildContext(event_shape=(2,), num_classes=None, built={"data": _Labelled(x, None)})
+    with pytest.raises(EbmError, match="per_class = true needs labelled data"):
+        ctx.build("generator", "fitted_gaussian", per_class=True)
+
+
+def test_fitted_gaussian_per_class_with_fewer_examples_than_dimensions_keeps_each_class_exact():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(3, 6, generator=g), torch.randn(5, 6, generator=g) + 10])  # ranks 2 and 4
+    y = torch.tensor([0] * 3 + [1] * 5)
+    ctx = BuildContext(event_shape=(6,), num_classes=2, built={"data": _Labelled(x, y)})
+    gen = ctx.build("generator", "fitted_gaussian", per_class=True)
+    draws = gen.sample(4000, rng=g, cond=torch.zeros(4000))
+    # a rank-2 Gaussian through the class's 3 points: every draw lies in their affine plane
+    basis = torch.linalg.svd(x[:3] - x[:3].mean(0), full_matrices=False).Vh[:2]
+    centred = draws - x[:3].mean(0)
+    assert torch.allclose(centred - centred @ basis.T @ basis, torch.zeros_like(centred), atol=1e-4)
