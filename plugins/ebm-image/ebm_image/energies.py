@@ -20,12 +20,11 @@ from torch import Tensor, nn
 
 from ebmcore import Condition, Energy
 from ebmcore import config as cfg
+from ebmcore.kit.layers import ACTIVATIONS
 from ebmcore.kit.likelihood import fitted_reference, reference_fit_field
 from ebmcore.kit.readout import label_energy
 
 Activation = Literal["swish", "relu", "leaky_relu", "elu", "softplus"]
-_ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2),
-                "elu": nn.ELU, "softplus": nn.Softplus}
 
 
 def _reference_std() -> object:
@@ -160,7 +159,7 @@ class GenConvNet(ImageEnergy):
         prev = shape[0]
         for i, ch in enumerate(c.channels):
             k = c.kernel if i == 0 else 3
-            layers += [nn.Conv2d(prev, ch, k, stride=2, padding=k // 2), _ACTIVATIONS[c.activation]()]
+            layers += [nn.Conv2d(prev, ch, k, stride=2, padding=k // 2), ACTIVATIONS[c.activation]()]
             prev = ch
         features = nn.Sequential(*layers)
         return cls(features, nn.Linear(_flat_size(features, shape), outputs), c.reference_std, condition)

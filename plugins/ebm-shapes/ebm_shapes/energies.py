@@ -20,10 +20,9 @@ from torch import Tensor, nn
 
 from ebmcore import Condition, Energy
 from ebmcore import config as cfg
-from ebmcore.kit.readout import label_energy
+from ebmcore.kit.layers import ACTIVATIONS, check_per_layer
 from ebmcore.kit.likelihood import reference_std_field
-
-_ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+from ebmcore.kit.readout import label_energy
 
 
 @attrs.frozen
@@ -45,9 +44,7 @@ class VoxelNetConfig:
         "unset: none")
 
     def __attrs_post_init__(self):
-        if not len(self.channels) == len(self.kernels) == len(self.strides):
-            raise ValueError(f"channels, kernels and strides must have one entry per layer, got "
-                             f"{len(self.channels)}, {len(self.kernels)} and {len(self.strides)}")
+        check_per_layer(self.channels, self.kernels, self.strides)
 
 
 class VoxelNet(Energy):
@@ -73,7 +70,7 @@ class VoxelNet(Energy):
         layers: list[nn.Module] = []
         for (a, b), k, s in zip(pairwise((shape[0], *c.channels)), c.kernels, c.strides, strict=True):
             # padding (k − s)/2 rounded up: a stride-s layer divides the size by s exactly
-            layers += [nn.Conv3d(a, b, k, stride=s, padding=max(0, (k - s + 1) // 2)), _ACTIVATIONS[c.activation]()]
+            layers += [nn.Conv3d(a, b, k, stride=s, padding=max(0, (k - s + 1) // 2)), ACTIVATIONS[c.activation]()]
         trunk = nn.Sequential(*layers)
         with torch.no_grad():
             top = trunk(torch.zeros(1, *shape))

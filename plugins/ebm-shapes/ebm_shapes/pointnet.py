@@ -20,9 +20,8 @@ from torch import Tensor, nn
 
 from ebmcore import EbmError, Energy
 from ebmcore import config as cfg
+from ebmcore.kit.layers import ACTIVATIONS
 from ebmcore.kit.likelihood import reference_std_field
-
-_ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 
 def _sizes(_inst, _attr, value):
@@ -65,7 +64,7 @@ def canonical(x: Tensor) -> Tensor:
 def _mlp(sizes: tuple[int, ...], activation: str, *, last: bool) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for a, b in pairwise(sizes):
-        layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
     return layers if last else layers[:-1]
 
 

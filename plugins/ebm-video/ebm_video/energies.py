@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ebmcore import Energy
 from ebmcore import config as cfg
+from ebmcore.kit.layers import ACTIVATIONS, check_per_layer
 from ebmcore.kit.likelihood import reference_std_field
 
 
@@ -51,12 +52,9 @@ class STConvNetConfig:
         "unset: none")
 
     def __attrs_post_init__(self):
-        if not len(self.channels) == len(self.kernels) == len(self.strides):
-            raise ValueError(f"channels, kernels and strides must have one entry per layer, got "
-                             f"{len(self.channels)}, {len(self.kernels)} and {len(self.strides)}")
+        check_per_layer(self.channels, self.kernels, self.strides)
 
 
-_ACTIVATIONS = {"relu": nn.ReLU, "swish": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 
 class STConvNet(Energy):
@@ -75,7 +73,7 @@ class STConvNet(Energy):
         layers: list[nn.Module] = []
         for (a, b), k, s in zip(pairwise((shape[0], *c.channels)), c.kernels, c.strides, strict=True):
             layers += [nn.Conv3d(a, b, tuple(k), stride=tuple(s), padding=tuple(n // 2 for n in k)),
-                       _ACTIVATIONS[c.activation]()]
+                       ACTIVATIONS[c.activation]()]
         features = nn.Sequential(*layers)
         with torch.no_grad():  # padding k // 2 keeps at least one position in every dimension
             top = features(torch.zeros(1, *shape)).shape
