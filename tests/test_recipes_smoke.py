@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 from ebm_image.idx import FASHION_ROOT
 from ebm_trajectory.data import BVH_FOLDER
 from ebm_trajectory.data import NAMED as NAMED_CLIPS
@@ -65,7 +66,11 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
     if tomllib.loads(recipe.read_text())["energy"].get("type") == "tilted_flow":  # a few steps fit its flow
         overrides.append("energy.flow_steps=20")
     # the first Fashion-MNIST recipe also trains the metric classifier
-    run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
+    threads = torch.get_num_threads()
+    try:
+        run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
+    finally:
+        torch.set_num_threads(threads)  # run.threads is process-wide: the tests after keep theirs
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()
     assert (out / "recipe.toml").exists() and (out / "metrics.jsonl").exists()
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])

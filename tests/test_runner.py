@@ -47,6 +47,17 @@ def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path, tiny):
     assert _metrics(tmp_path / "a") != _metrics(tmp_path / "c")
 
 
+def test_run_threads_sets_torchs_cpu_threads(tmp_path, tiny):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        tiny["run"]["threads"] = 1
+        run_recipe(tiny, out=str(tmp_path / "a"), progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_after_sigkill_reproduces_the_uninterrupted_metrics(tmp_path, tiny):
     tiny["run"].update(steps=300, log_every=1, checkpoint_every=25)
     recipe = write_recipe(tmp_path / "r.toml", tiny)

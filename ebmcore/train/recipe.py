@@ -35,6 +35,10 @@ class RunConfig:
         default="cpu", validator=lambda _i, _a, v: _device(v),
         metadata={"doc": "torch device: 'auto' (cuda, then mps, then cpu), 'cpu', 'cuda', 'cuda:N' or "
                          "'mps'; under torchrun 'cuda' and 'auto' mean cuda:LOCAL_RANK"})
+    threads: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
+        metadata={"doc": "torch's intra-op CPU threads for the run (torch.set_num_threads; default: torch's, "
+                         "one per core). Small models (2-D toys) run faster and use less CPU on one"})
     precision: Literal["fp32", "bf16"] = cfg.doc(
         "'bf16': the objective's loss (the energy's forward) runs under bf16 autocast; parameters, "
         "gradients and optimizer state stay fp32", default="fp32")

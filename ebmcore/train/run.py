@@ -66,6 +66,8 @@ class Run:
         self.world, self.device = joined or join(recipe)
         check_precision(c.precision, self.device)
         check_precision(c.sampling_precision, self.device, "run.sampling_precision")
+        if c.threads is not None:  # process-wide, as OMP_NUM_THREADS would be
+            torch.set_num_threads(c.threads)
         torch.manual_seed(derive_seed(c.seed, "init"))
         self.ctx = BuildContext(device=self.device, registry=host.registry)
         self.data, self.objective, self.tasks = build_components(recipe, self.ctx)

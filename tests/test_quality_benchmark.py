@@ -1,0 +1,28 @@
+"""benchmarks/quality.py on a tiny toy recipe: the run's CPU time, the mean of its scored
+draws beside the yardsticks, and a rescored row."""
+
+import copy
+import json
+import subprocess
+import sys
+
+from support import ROOT, TINY, write_recipe
+
+
+def test_benchmark_scores_draws_of_the_finished_run_beside_its_yardsticks(tmp_path):
+    tiny = copy.deepcopy(TINY)
+    tiny["run"].update(steps=10, eval_samples=100)
+    recipe = write_recipe(tmp_path / "tiny.toml", tiny)
+    table = tmp_path / "table.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--recipes", str(recipe),
+                        "--draws", "3", "--out", str(tmp_path / "runs"), "--rescore", "run.eval_samples=50",
+                        "--json", str(table)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(table.read_text())["runs"]
+    assert [(row["scored_with"], row["n"]) for row in rows] == [("recipe", 100), ("run.eval_samples=50", 50)]
+    for row in rows:
+        assert row["recipe"] == "tiny" and row["score"] == "mmd2" and row["cpu_s"] > 0
+        assert row["mmd2/min"] < row["mmd2"] < row["mmd2/max"]  # three different draws, their mean
+        assert row["mmd2/vs_gaussian"] == row["mmd2"] / row["mmd2/gaussian"]
+        assert row["mmd2/heldout"] < row["mmd2/gaussian"] and "mmd2/h0.1" in row
+    assert "tiny" in r.stdout and "also: {'mmd2/h0.1'" in r.stdout
