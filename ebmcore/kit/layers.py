@@ -1,12 +1,13 @@
-"""What the bundled convolutional and point-wise energies build their layers from."""
+"""What the bundled energies build their layers from."""
 
 from __future__ import annotations
 
 from torch import nn
 
-#: activation modules by the name a recipe gives (each energy's config lists the ones it allows)
-ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2),
-               "elu": nn.ELU, "softplus": nn.Softplus}
+#: activation modules by the name a recipe gives (each energy's config lists the ones it allows;
+#: "swish" and "silu" are one function under its two names)
+ACTIVATIONS = {"swish": nn.SiLU, "silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2),
+               "elu": nn.ELU, "softplus": nn.Softplus, "tanh": nn.Tanh}
 
 
 def check_per_layer(channels, kernels, strides) -> None:

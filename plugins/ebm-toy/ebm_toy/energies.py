@@ -8,11 +8,9 @@ from torch import nn
 
 from ebmcore import Energy
 from ebmcore import config as cfg
+from ebmcore.kit.layers import ACTIVATIONS
 from ebmcore.kit.likelihood import fitted_reference, reference_fit_field
 from ebmcore.kit.memory import check_fits, tensor_bytes
-
-_ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh,
-                "leaky_relu": lambda: nn.LeakyReLU(0.2), "softplus": nn.Softplus}
 
 
 @attrs.frozen
@@ -39,7 +37,7 @@ class MLPEnergy(Energy):
         layers: list[nn.Module] = []
         widths = [in_features, *hidden]
         for a, b in zip(widths, widths[1:]):
-            layers += [_linear(a, b, spectral_norm), _ACTIVATIONS[activation]()]
+            layers += [_linear(a, b, spectral_norm), ACTIVATIONS[activation]()]
         layers.append(_linear(widths[-1], 1, spectral_norm))
         self.net = nn.Sequential(*layers)
 

@@ -20,9 +20,8 @@ from torch import Tensor, nn
 
 from ebmcore import EbmError, Energy
 from ebmcore import config as cfg
+from ebmcore.kit.layers import ACTIVATIONS
 from ebmcore.kit.likelihood import reference_std_field
-
-_ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
 @attrs.frozen
@@ -62,7 +61,7 @@ class TemporalConvNet(Energy):
         for i, (a, b) in enumerate(pairwise((width, *c.channels))):
             d = 2**i if c.dilation else 1
             layers += [nn.Conv1d(a, b, c.kernel, padding=d * (c.kernel // 2), dilation=d),
-                       _ACTIVATIONS[c.activation]()]
+                       ACTIVATIONS[c.activation]()]
         head = nn.Conv1d(c.channels[-1], 1, 1) if c.top == "sum" else nn.Linear(c.channels[-1] * length, 1)
         return cls(nn.Sequential(*layers), head, stationary=c.top == "sum", reference_std=c.reference_std)
 
@@ -101,7 +100,7 @@ class SceneCost(Energy):
         if len(shape) != 2 or shape[1] < 5 or (shape[1] - 2) % 3:
             raise EbmError(f"energy 'scene_cost' needs scenes (time, 2 + 3·obstacles) (data 'navigation'), "
                            f"the data are {shape}")
-        act = _ACTIVATIONS[c.activation]
+        act = ACTIVATIONS[c.activation]
         layers: list[nn.Module] = []
         for a, b in pairwise((2, *c.channels)):
             layers += [nn.Conv1d(a, b, 3, padding=1), act()]
