@@ -66,8 +66,6 @@ class Run:
         self.world, self.device = joined or join(recipe)
         check_precision(c.precision, self.device)
         check_precision(c.sampling_precision, self.device, "run.sampling_precision")
-        if c.threads is not None:  # process-wide, as OMP_NUM_THREADS would be
-            torch.set_num_threads(c.threads)
         torch.manual_seed(derive_seed(c.seed, "init"))
         self.ctx = BuildContext(device=self.device, registry=host.registry)
         self.data, self.objective, self.tasks = build_components(recipe, self.ctx)
@@ -291,7 +289,10 @@ def check_samples_fit(key: str, n: int, event_shape: tuple[int, ...], device: to
 
 
 def join(recipe: Recipe) -> tuple[World, torch.device]:
-    """This process's world (torchrun's environment) and device; joins the process group."""
+    """This process's world (torchrun's environment) and device; joins the process group and
+    sets torch's CPU threads where the recipe gives them (process-wide, as OMP_NUM_THREADS)."""
+    if recipe.run.threads is not None:
+        torch.set_num_threads(recipe.run.threads)
     world = World.from_env()
     device = resolve_device(recipe.run.device, local_rank=world.local_rank if world.distributed else None)
     world.join(device)
