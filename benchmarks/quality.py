@@ -72,7 +72,6 @@ def main() -> None:
                    help="score the final model again with these overrides (one more row)")
     p.add_argument("--json", type=Path, help="write the table here too")
     args = p.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.draws} draws per score")
