@@ -13,7 +13,9 @@ held-out data (floor), noise, a Gaussian fitted to the training data — with th
 the Gaussian and the spread of the draws. One evaluation draw is noisy (FD spans several
 points between draws of 1,000 for the same model): thresholds are judged on the mean.
 ``--rescore`` scores the same final model again with recipe overrides (e.g. a persistent
-model's buffer chains), one more row per recipe. Run it on an idle machine.
+model's buffer chains), one more row per recipe. Run it on an idle machine. A run directory
+that already exists under ``--out`` is left alone: ``ebm run`` refuses it and that recipe
+fails. Any failed recipe makes the exit status non-zero, after the others have run.
 """
 
 import argparse
@@ -21,7 +23,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -77,19 +78,19 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.draws} draws per score")
     print(f"{'recipe':<24} {'scored with':<32} {'CPU s':>7} {'score':>6} {'mean':>9} {'min..max':>19} "
           f"{'held-out':>9} {'noise':>9} {'Gaussian':>9} {'/Gaussian':>9}")
-    rows = []
+    rows, failed = [], []
     for given in args.recipes:
         path = Path(given) if given.endswith(".toml") else ROOT / "recipes" / f"{given}.toml"
         name = path.stem
         out = args.out / name
-        shutil.rmtree(out, ignore_errors=True)
         sets = [x for s in args.overrides for x in ("--set", s)]
         before = child_cpu_seconds()
         r = subprocess.run([sys.executable, "-m", "ebmcore", "run", str(path),
                             "--out", str(out), "--quiet", *sets], capture_output=True, text=True)
         cpu = child_cpu_seconds() - before
         if r.returncode != 0:
-            print(f"{name}: failed\n{r.stderr}")
+            print(f"{name}: failed (exit {r.returncode})\n{r.stderr.rstrip()}", file=sys.stderr)
+            failed.append(name)
             continue
         for rescore in ["", *args.rescore]:
             extra = [o for o in rescore.split(",") if o]
@@ -107,7 +108,9 @@ def main() -> None:
             if shown:
                 print(f"{'':<24} also: {shown}")
     if args.json:
-        args.json.write_text(json.dumps({"runs": rows}, indent=1))
+        args.json.write_text(json.dumps({"runs": rows, "failed": failed}, indent=1))
+    if failed:
+        raise SystemExit(f"error: {len(failed)} of {len(args.recipes)} recipes failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -26,3 +26,14 @@ def test_benchmark_scores_draws_of_the_finished_run_beside_its_yardsticks(tmp_pa
         assert row["mmd2/vs_gaussian"] == row["mmd2"] / row["mmd2/gaussian"]
         assert row["mmd2/heldout"] < row["mmd2/gaussian"] and "mmd2/h0.1" in row
     assert "tiny" in r.stdout and "also: {'mmd2/h0.1'" in r.stdout
+
+
+def test_benchmark_leaves_an_existing_run_alone_and_fails(tmp_path):
+    recipe = write_recipe(tmp_path / "tiny.toml", TINY)
+    kept = tmp_path / "runs" / "tiny" / "mine.txt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("a run of mine")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--recipes", str(recipe),
+                        "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and kept.read_text() == "a run of mine"
+    assert "is not empty" in r.stderr and "error: 1 of 1 recipes failed: tiny" in r.stderr
