@@ -37,16 +37,17 @@ class Stream(abc.ABC):
     def restore(self, tensors: dict[str, Tensor]) -> None:
         """Continue from a :meth:`state` (the checkpoint's tensors, others included)."""
 
+    def metrics(self) -> dict[str, float]:
+        """Counts logged with each step's metrics (``data/...``: files skipped…); none by default."""
+        return {}
+
 
 class Shuffled(Stream):
     """Epochs of random permutations of an in-memory training set; checkpointable mid-epoch.
-
-    In a world of ``world`` ranks every rank draws the same permutation (same RNG) and
-    takes its own ``batch_size`` slice of each global batch of ``world × batch_size``: the
-    shards are disjoint within an epoch, and the stream's state is the same on every rank.
-    A ``batch_size`` above the (per-rank) training set is capped to it: every batch is then
-    the whole set, reshuffled.
-    """
+    In a world of ``world`` ranks every rank draws the same permutation (same RNG) and takes
+    its own ``batch_size`` slice of each global batch of ``world × batch_size``: the shards
+    are disjoint within an epoch, the stream's state the same on every rank. A ``batch_size``
+    above the (per-rank) set is capped to it: every batch is the whole set, reshuffled."""
 
     def __init__(self, dataset: Batch, batch_size: int, rng: torch.Generator, rank: int = 0, world: int = 1):
         self.x, self.cond = dataset
@@ -84,10 +85,9 @@ class Shuffled(Stream):
 class Data(abc.ABC):
     """A modality: the training set, its shape, how to show samples and how to score them.
 
-    The training set comes in one of two forms: in memory (:meth:`dataset`, which the
-    runner shuffles) or as a :class:`Stream` (:meth:`stream`, for data that does not fit in
-    memory: the stream owns the order and its checkpointed position). Implement one.
-    """
+    The training set is in memory (:meth:`dataset`, which the runner shuffles) or a
+    :class:`Stream` (:meth:`stream`, for data beyond memory: the stream owns the order and
+    its checkpointed position). Implement one."""
 
     event_shape: tuple[int, ...]
     batch_size: int

@@ -481,3 +481,23 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues_exactly(caps
     last = [(d / "metrics.jsonl").read_text().splitlines()[-1] for d in (tmp_path / "whole", run)]
     strip = [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in last]
     assert strip[0] == strip[1]
+
+
+def test_a_forked_child_does_not_keep_the_run_directory_locked(tmp_path):
+    """A data loader's worker is a fork: when the run ends (or is killed) the lock goes with it."""
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    ready, started = os.pipe()
+    child = os.fork()
+    if child == 0:  # holds a copy of every descriptor but the lock's for a while
+        os.write(started, b"1")
+        time.sleep(1)
+        os._exit(0)
+    try:
+        os.read(ready, 1)  # the child runs (its fork hooks have run)
+        lock.release()
+        again = RunLock(tmp_path)
+        again.acquire()  # while the child lives
+        again.release()
+    finally:
+        os.waitpid(child, 0)

@@ -19,6 +19,8 @@ CORE = ROOT / "ebmcore"
 LAYERS = {"kit": 1, "train": 2}  # and the contract, 0
 #: python -m ebmcore: an entry script that starts the CLI, imported by nothing
 ENTRY_SCRIPTS = {"ebmcore.__main__"}
+#: the contract's one import from above, inside ebmcore.load: the user's entry point to a trained run
+FACADES = {("ebmcore", "ebmcore.train.model")}
 CONTRACT_CODE_LINES, CONTRACT_LINES, CLASS_LINES = 1100, 1600, 200
 
 
@@ -70,7 +72,8 @@ def imports_of(module: str) -> set[str]:
 
 def test_imports_only_go_down():
     upward = [f"{m} ({_layer(m)}) imports {t} ({_layer(t)})"
-              for m in MODULES if m not in ENTRY_SCRIPTS for t in imports_of(m) if _layer(t) > _layer(m)]
+              for m in MODULES if m not in ENTRY_SCRIPTS for t in imports_of(m)
+              if _layer(t) > _layer(m) and (m, t) not in FACADES]
     assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
 
 

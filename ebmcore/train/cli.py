@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                         "--set tasks.ood.type=ood")
     e.add_argument("--out", type=Path, help="where tasks.json and the tasks' pictures go (default RUN_DIR)")
 
+    rp = sub.add_parser("report", help="one self-contained HTML page of runs: curves, pictures, tables")
+    rp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    rp.add_argument("--out", type=Path, default=Path("report.html"), help="the page (default report.html)")
+
     pl = sub.add_parser("plugins", help="installed plugin distributions")
     pl.add_argument("--json", action="store_true")
     return p
@@ -270,5 +274,15 @@ def _plugins(args: argparse.Namespace, host: PluginHost) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, host: PluginHost) -> int:
+    from ebmcore.train.report import write_report
+
+    for d in args.run_dirs:  # the page is never written into a run's checkpoints
+        _output(args.out, d, "--out")
+    out = write_report(args.run_dirs, args.out)
+    print(f"{out} ({out.stat().st_size / 2**20:.1f} MiB): {len(args.run_dirs)} run(s)")
+    return 0
+
+
 _COMMANDS = {"run": _run, "validate": _validate, "list": _list, "sample": _sample, "eval": _eval,
-             "plugins": _plugins}
+             "report": _report, "plugins": _plugins}

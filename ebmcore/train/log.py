@@ -25,8 +25,12 @@ class MetricsLog:
 
     def last(self) -> dict[str, float] | None:
         """The last complete record, if any."""
-        lines = [line for line in self._lines() if _step(line) is not None]
-        return json.loads(lines[-1]) if lines else None
+        records = self.records()
+        return records[-1] if records else None
+
+    def records(self) -> list[dict[str, float]]:
+        """Every complete record, in order."""
+        return [json.loads(line) for line in self._lines() if _step(line) is not None]
 
     def _lines(self) -> list[str]:
         if not self.path.exists():

@@ -217,7 +217,7 @@ class Run:
             self.checkpoints.save()
         record = None
         if log or ev or pic:
-            record = {"step": step, **{k: v.item() for k, v in metrics.items()},
+            record = {"step": step, **{k: v.item() for k, v in metrics.items()}, **state.stream.metrics(),
                       "time/elapsed_s": round(time.perf_counter() - t0, 3)}
             if ev or pic:
                 bad: Diverged | None = None

@@ -4,12 +4,24 @@ files are read by :func:`ebmcore.kit.images.read_image`)."""
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ebmcore import Batch, Data, EbmError, Shuffled
 from ebmcore import config as cfg
+from ebmcore.kit.images import read_image
 from ebmcore.kit.pictures import image_grid_png
+
+
+def load_image(path: Path, size: int, channels: int) -> np.ndarray:
+    """One image as ``(channels, size, size)`` uint8; an unreadable file → EbmError naming it."""
+    img = read_image(path, "L" if channels == 1 else "RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    array = np.asarray(img, dtype=np.uint8)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
 def to_unit_range(x: torch.Tensor, max_value: float) -> torch.Tensor:

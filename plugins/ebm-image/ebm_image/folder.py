@@ -1,17 +1,17 @@
 """A folder of images (PNG, JPEG, … via PIL), optionally one subfolder per class."""
 
+import sys
 from pathlib import Path
 from typing import Literal
 
 import attrs
 import numpy as np
 import torch
-from PIL import Image
 
-from ebm_image.common import ImageData, to_unit_range
-from ebmcore import EbmError
+from ebm_image.common import ImageData, load_image, to_unit_range
+from ebm_image.streaming import StreamedFolder
+from ebmcore import EbmError, Shuffled
 from ebmcore import config as cfg
-from ebmcore.kit.images import read_image
 from ebmcore.kit.memory import check_fits, tensor_bytes
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -27,19 +27,17 @@ class ImageFolderConfig:
     conditional: bool = cfg.doc("give the class labels as cond (needs class subfolders)", default=False)
     flip: bool = cfg.doc("append horizontally mirrored copies (doubles the set)", default=False)
     batch_size: int = cfg.positive("examples per optimisation step", default=64)
+    memory_mb: float = cfg.positive("the most memory the decoded training set may take (float32); a larger "
+                                    "folder streams from disk, decoded batch by batch", default=2048.0)
+    workers: int = cfg.non_negative("a streamed folder: processes decoding the next batches ahead of "
+                                    "training (0: in the training process)", default=2)
+    on_bad_file: Literal["stop", "skip"] = cfg.doc(
+        "an image that does not decode: 'stop' with an error naming it, or 'skip' it (counted as "
+        "data/skipped_files in the metrics)", default="stop")
 
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
-
-
-def load_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """One image as ``(channels, size, size)`` uint8; an unreadable file → EbmError naming it."""
-    img = read_image(path, "L" if channels == 1 else "RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    array = np.asarray(img, dtype=np.uint8)
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
 def _walk(root: Path) -> tuple[list[Path], list[int], list[str]]:
@@ -59,7 +57,18 @@ def _walk(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 
 class FolderData(ImageData):
-    """Images from a folder (of class subfolders)."""
+    """Images from a folder (of class subfolders), in memory (a larger folder streams:
+    :class:`~ebm_image.streaming.StreamedFolder`)."""
+
+    def __init__(self, *args, skipped_files: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        #: files that did not decode and were left out (None: on_bad_file = "stop")
+        self.skipped_files = skipped_files
+
+    def stream(self, rng: torch.Generator, *, rank: int = 0, world: int = 1):
+        if self.skipped_files is None:
+            return super().stream(rng, rank=rank, world=world)
+        return _Counted(self.dataset(), self.batch_size, rng, rank, world, skipped=self.skipped_files)
 
     @classmethod
     def from_config(cls, c: ImageFolderConfig, ctx=None) -> "FolderData":
@@ -73,10 +82,39 @@ class FolderData(ImageData):
                            f"{exc.strerror or exc}") from None
         if not files:
             raise EbmError(f"{root}: no images found (extensions: {', '.join(EXTENSIONS)})")
+        y = torch.tensor(labels, dtype=torch.long) if classes else None
+        if tensor_bytes(len(files) * (2 if c.flip else 1), c.channels, c.size, c.size) > c.memory_mb * 2**20:
+            return StreamedFolder([str(f) for f in files], y, len(classes) if classes else None, c)
         check_fits("$.data.size", tensor_bytes(len(files), c.channels, c.size, c.size),
                    what=f"{len(files):,} images of {c.channels}×{c.size}×{c.size} as float32")
-        x = np.stack([load_image(p, c.size, c.channels) for p in files])
-        y = torch.tensor(labels, dtype=torch.long) if classes else None
-        return cls(to_unit_range(torch.from_numpy(x), 255.0), y, batch_size=c.batch_size,
+        images, bad = [], []
+        for i, path in enumerate(files):
+            try:
+                images.append(load_image(path, c.size, c.channels))
+            except EbmError as exc:
+                if c.on_bad_file == "stop":
+                    raise EbmError(f"{exc} (data.on_bad_file = \"skip\" trains on without it)") from None
+                bad.append(i)
+        if bad:
+            print(f"warning: {len(bad)} of {len(files)} images in {root} do not decode and are skipped, "
+                  f"the first: {files[bad[0]]}", file=sys.stderr)
+            if not images:
+                raise EbmError(f"{root}: no image decodes")
+            if y is not None:
+                skipped = set(bad)
+                y = y[[i for i in range(len(files)) if i not in skipped]]
+        return cls(to_unit_range(torch.from_numpy(np.stack(images)), 255.0), y, batch_size=c.batch_size,
                    conditional=c.conditional, flip=c.flip,
+                   skipped_files=len(bad) if c.on_bad_file == "skip" else None,
                    num_classes=len(classes) if classes else None, name=str(root))
+
+
+class _Counted(Shuffled):
+    """The in-memory folder's batches, with the files left out at loading in the metrics."""
+
+    def __init__(self, *args, skipped: int):
+        super().__init__(*args)
+        self.skipped = skipped
+
+    def metrics(self) -> dict[str, float]:
+        return {"data/skipped_files": float(self.skipped)}

@@ -1,0 +1,180 @@
+"""An image folder beyond ``memory_mb`` streams from disk: the same batches as in memory,
+disjoint shards per rank, an exact resume mid-epoch (after SIGKILL too), bad files stopped
+or skipped and counted, and peak memory that does not grow with the folder (slow)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tomli_w
+import torch
+from ebm_image.streaming import StreamedFolder
+from PIL import Image
+
+import ebmcore
+from ebmcore import EbmError
+
+
+def make_folder(root, n, size=8, classes=2):
+    """``n`` grey images in class subfolders; image i has a distinct pattern."""
+    for i in range(n):
+        folder = root / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (np.arange(size * size).reshape(size, size) * 7 + i * 13) % 256
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:06d}.png")
+    return root
+
+
+def folder_data(root, **keys):
+    return ebmcore.build("data", "image_folder", root=str(root), size=8, batch_size=16, **keys)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("folder"), 90)
+
+
+def batches(stream, k):
+    return [stream.next() for _ in range(k)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_streamed_folder_gives_the_batches_the_folder_in_memory_gives(folder, workers):
+    keys = dict(conditional=True, flip=True)
+    memory = folder_data(folder, **keys)
+    streamed = folder_data(folder, memory_mb=0.001, workers=workers, **keys)
+    assert isinstance(streamed, StreamedFolder) and not isinstance(memory, StreamedFolder)
+    assert streamed.event_shape == memory.event_shape and streamed.num_classes == 2
+    with pytest.raises(EbmError, match="streams its data"):
+        streamed.dataset()
+    # three epochs of 180 images (with the mirrored copies) in batches of 16
+    a = batches(memory.stream(torch.Generator().manual_seed(3)), 35)
+    b = batches(streamed.stream(torch.Generator().manual_seed(3)), 35)
+    assert all(torch.equal(x.x, y.x) and torch.equal(x.cond, y.cond) for x, y in zip(a, b, strict=True))
+
+
+def test_two_ranks_take_disjoint_shards_of_every_epoch(folder):
+    data = folder_data(folder, memory_mb=0.001, workers=0)
+    ranks = [data.stream(torch.Generator().manual_seed(5), rank=r, world=2) for r in range(2)]
+    per_epoch = 90 // 32  # global batches of 2 × 16 in an epoch (the remainder is dropped)
+    seen = [torch.cat([s.next().x.flatten(1) for _ in range(per_epoch)]) for s in ranks]
+    rows = torch.cat(seen)
+    assert len(rows) == per_epoch * 32 and len(torch.unique(rows, dim=0)) == len(rows)  # no image twice
+
+
+def test_the_stream_resumes_mid_epoch_from_its_state(folder):
+    data = folder_data(folder, memory_mb=0.001, workers=2)
+    first = data.stream(torch.Generator().manual_seed(1))
+    batches(first, 4)  # mid-epoch (5 batches of 16 in 90 images), with batches decoded ahead
+    saved = {k: v.clone() for k, v in first.state().items()}
+    expected = batches(first, 6)  # across the epoch's end
+    again = data.stream(torch.Generator().manual_seed(99))
+    batches(again, 2)
+    again.restore(saved)
+    assert all(torch.equal(x.x, y.x) for x, y in zip(expected, batches(again, 6), strict=True))
+
+
+def test_a_bad_file_stops_naming_it_or_is_skipped_and_counted(tmp_path):
+    root = make_folder(tmp_path / "f", 40)
+    (root / "class0" / "000004.png").write_bytes(b"not a png")
+    with pytest.raises(EbmError, match=r"000004\.png.*on_bad_file = \"skip\""):
+        batches(folder_data(root, memory_mb=0.001, workers=0).stream(torch.Generator().manual_seed(0)), 3)
+    for memory_mb in (0.001, 100.0):  # streamed and in memory
+        stream = folder_data(root, memory_mb=memory_mb, workers=0, on_bad_file="skip").stream(
+            torch.Generator().manual_seed(0))
+        assert all(b.x.shape == (16, 1, 8, 8) for b in batches(stream, 6))
+        assert stream.metrics()["data/skipped_files"] >= 1
+
+
+def _recipe(path, root, **run):
+    recipe = {"run": {"seed": 0, "steps": 40, "log_every": 1, "checkpoint_every": 7, "eval_samples": 16, **run},
+              "data": {"type": "image_folder", "root": str(root), "size": 8, "batch_size": 16, "memory_mb": 0.001,
+                       "on_bad_file": "skip"},
+              "energy": {"type": "swish_cnn", "hidden": 8},
+              "sampler": {"type": "langevin", "n_steps": 3, "step_size": 1.0, "noise": 0.01},
+              "generator": {"type": "uniform", "low": -1.0, "high": 1.0},
+              "objective": {"type": "mle"},
+              "optim": {"energy": {"type": "adam", "lr": 1e-3}}}
+    path.write_text(tomli_w.dumps(recipe))
+    return path
+
+
+#: one thread in every run compared: another thread count sums in another order
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _ebm(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "ebmcore", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+def _training(out):
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path):
+    root = make_folder(tmp_path / "f", 100)
+    (root / "class1" / "000011.png").write_bytes(b"broken")
+    recipe = _recipe(tmp_path / "r.toml", root)
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    r = _ebm("run", recipe, "--out", full, "--quiet")
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "ebmcore", "run", str(recipe), "--out", str(killed), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.monotonic() + 120
+    while not list((killed / "checkpoints").glob("step-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    still_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)  # at step 7 or a little after: mid-epoch (6 batches an epoch)
+    proc.wait()
+    assert still_running, "the run ended before the kill: make it longer"
+    r = _ebm("run", recipe, "--out", killed, "--resume", "--quiet")
+    assert r.returncode == 0, r.stderr
+    records = _training(full)
+    assert _training(killed) == records and len(records) == 40
+    assert records[-1]["data/skipped_files"] >= 1
+
+
+def test_two_ranks_train_a_streamed_folder_under_torchrun(tmp_path):
+    root = make_folder(tmp_path / "f", 100)
+    recipe = _recipe(tmp_path / "r.toml", root, steps=6, checkpoint_every=3)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "ebmcore", "run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"],
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "step-000006.json").read_text())
+    assert meta["world_size"] == 2 and len(set(meta["parameter_sha256"])) == 1
+
+
+RSS_SCRIPT = """
+import resource, sys
+from ebmcore.train.cli import main
+code = main(sys.argv[1:])
+print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_folder(tmp_path):
+    """10,000 and 100,000 images of 32×32 (the larger 400 MB as float32) stream in the same
+    memory: the training process's and a decoding worker's peaks within 10 %."""
+    peaks = {}
+    for n in (10_000, 100_000):
+        root = make_folder(tmp_path / f"f{n}", n, size=32, classes=10)
+        recipe = _recipe(tmp_path / f"r{n}.toml", root, steps=30, checkpoint_every=0)
+        text = recipe.read_text().replace("size = 8", "size = 32").replace("memory_mb = 0.001", "memory_mb = 64.0")
+        recipe.write_text(text)
+        r = subprocess.run([sys.executable, "-c", RSS_SCRIPT, "run", str(recipe), "--out", str(tmp_path / f"run{n}"),
+                            "--quiet"], capture_output=True, text=True, timeout=1200, env=ENV)
+        assert r.returncode == 0, r.stderr[-3000:]
+        peaks[n] = [int(v) for v in r.stdout.split("peak")[-1].split()]
+    print("peak RSS (KiB) of the training process and of a worker:", peaks)
+    for small, large in zip(peaks[10_000], peaks[100_000], strict=True):
+        assert large <= 1.1 * small, peaks
