@@ -1,7 +1,17 @@
 import copy
+import os
 
 import pytest
+import torch
 from support import TINY
+
+
+def pytest_configure(config):
+    """Under pytest-xdist every worker, and every process it starts, runs one torch thread:
+    two workers then share the two cores without oversubscribing them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture

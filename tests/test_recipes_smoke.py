@@ -73,6 +73,12 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
     threads = torch.get_num_threads()
     try:
         run_recipe(recipe, out=str(out), overrides=overrides, progress=False)
+        model = ebmcore.load(out)  # which sets run.threads again
+        saved = safetensors.torch.load_file(out / "checkpoints" / f"step-{model.step:06d}.safetensors")
+        state = model.objective.state_dict()
+        assert model.step == 2 and state.keys() == {k[len("model/"):] for k in saved if k.startswith("model/")}
+        assert all(torch.equal(v, saved["model/" + k]) for k, v in state.items())
+        assert torch.equal(model.sample(3, seed=1), model.sample(3, seed=1))
     finally:
         torch.set_num_threads(threads)  # run.threads is process-wide: the tests after keep theirs
     assert (out / "samples.png").exists() and (out / "samples.safetensors").exists()
@@ -84,9 +90,3 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
         assert {"fd", "fd/heldout", "fd/noise", "fd/gaussian", "fd/vs_gaussian", "classes/covered"} <= set(last)
     if data["type"] == "toy2d":
         assert {"mmd2", "mmd2/heldout", "mmd2/noise", "mmd2/gaussian", "mmd2/vs_gaussian"} <= set(last)
-    model = ebmcore.load(out)
-    saved = safetensors.torch.load_file(out / "checkpoints" / f"step-{model.step:06d}.safetensors")
-    state = model.objective.state_dict()
-    assert model.step == 2 and state.keys() == {k[len("model/"):] for k in saved if k.startswith("model/")}
-    assert all(torch.equal(v, saved["model/" + k]) for k, v in state.items())
-    assert torch.equal(model.sample(3, seed=1), model.sample(3, seed=1))

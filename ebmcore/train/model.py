@@ -44,7 +44,8 @@ class Model:
     def load(cls, run_dir: str | Path, *, device: str | None = None, overrides: list[str] = (),
              host: PluginHost | None = None) -> Model:
         """The run in ``run_dir`` at its latest checkpoint, built on ``device`` (default the
-        run's own), with ``overrides`` (``--set`` strings, e.g. a longer sampler chain)."""
+        run's own), with ``overrides`` (``--set`` strings, e.g. a longer sampler chain). As
+        ``ebm sample`` does, it applies the recipe's ``run.threads`` (torch's, process-wide)."""
         sets = [*overrides, *([f"run.device='{device}'"] if device is not None else [])]
         model = cls(Run.open(run_dir, host=host, overrides=sets))
         model._overrides = list(overrides)
