@@ -48,6 +48,8 @@ class RunView:
     recipe: dict[str, Any]
     records: list[dict[str, float]]
     tasks: dict[str, dict[str, float]]
+    #: each metric's last value, with its step
+    latest: dict[str, tuple[int, float]]
 
     @classmethod
     def read(cls, directory: Path, name: str) -> RunView:
@@ -62,7 +64,10 @@ class RunView:
             if not isinstance(tasks, dict) or not all(
                     isinstance(m, dict) and all(isinstance(v, (int, float)) for v in m.values()) for m in tasks.values()):
                 raise EbmError(f"{path}: not the tasks' results (expected {{label: {{metric: number}}}})")
-        return cls(directory, name, recipe, records, tasks)
+        latest: dict[str, tuple[int, float]] = {}
+        for r in records:
+            latest.update({k: (r["step"], v) for k, v in r.items() if k != "step" and isinstance(v, (int, float))})
+        return cls(directory, name, recipe, records, tasks, latest)
 
     @property
     def step(self) -> int:
@@ -70,14 +75,7 @@ class RunView:
 
     @property
     def finished(self) -> bool:
-        return self.step == self.recipe.get("run", {}).get("steps") and "time/elapsed_s" in self.latest()
-
-    def latest(self) -> dict[str, tuple[int, float]]:
-        """Each metric's last value, with its step."""
-        out: dict[str, tuple[int, float]] = {}
-        for r in self.records:
-            out.update({k: (r["step"], v) for k, v in r.items() if k != "step" and isinstance(v, (int, float))})
-        return out
+        return self.step == self.recipe.get("run", {}).get("steps") and "time/elapsed_s" in self.latest
 
     def series(self, metric: str) -> tuple[list[int], list[float]]:
         points = [(r["step"], r[metric]) for r in self.records if isinstance(r.get(metric), (int, float))]
@@ -115,7 +113,7 @@ def write_report(directories: list[Path], out: Path) -> Path:
 def _summary(runs: list[RunView]) -> str:
     rows = []
     for i, r in enumerate(runs):
-        latest = r.latest()
+        latest = r.latest
         elapsed = latest.get("time/elapsed_s", (0, None))[1]
         state = "finished" if r.finished else f"at step {r.step} (training, or stopped)"
         timing = f"{elapsed:.0f} s, {r.step / elapsed:.1f} steps/s" if elapsed else "–"
@@ -152,7 +150,7 @@ def _differences(runs: list[RunView]) -> str:
 
 def _charted(runs: list[RunView]) -> list[str]:
     """Metrics with a curve (logged more than once), less the yardsticks drawn with their score."""
-    metrics = {k for r in runs for k in r.latest() if len(r.series(k)[0]) > 1 and not k.startswith("time/")}
+    metrics = {k for r in runs for k in r.latest if len(r.series(k)[0]) > 1 and not k.startswith("time/")}
     return sorted(k for k in metrics if not (k.rpartition("/")[2] in YARDSTICKS and k.rpartition("/")[0] in metrics))
 
 
@@ -160,8 +158,8 @@ def _curves(runs: list[RunView]) -> str:
     figures = []
     for metric in _charted(runs):
         caption = html.escape(metric)
-        noise = [r.latest()[f"{metric}/noise"][1] for r in runs if f"{metric}/noise" in r.latest()]
-        if any(f"{metric}/gaussian" in r.latest() for r in runs):
+        noise = [r.latest[f"{metric}/noise"][1] for r in runs if f"{metric}/noise" in r.latest]
+        if any(f"{metric}/gaussian" in r.latest for r in runs):
             caption += (": band from the held-out data (floor, dotted) to a fitted Gaussian (dashed)"
                         + (f"; noise scores {noise[0]:.4g}" if noise else ""))
         figures.append(f"<figure><img alt='{html.escape(metric)}' src='{_data_uri(_chart(metric, runs))}'>"
@@ -197,7 +195,7 @@ def _chart(metric: str, runs: list[RunView]) -> bytes:
 
 
 def _latest(runs: list[RunView]) -> str:
-    latest = [r.latest() for r in runs]
+    latest = [r.latest for r in runs]
     keys = sorted({k for m in latest for k in m})
     head = "".join(f"<th>{html.escape(r.name)}</th>" for r in runs)
     rows = []
