@@ -31,8 +31,9 @@ class Model:
     ``to(device)`` returns the same model on another device. Read-only: the run directory
     is not written, and a run still training may be loaded (its latest checkpoint)."""
 
-    def __init__(self, run: Run):
-        self._run, self._overrides = run, []
+    def __init__(self, run: Run, overrides: list[str] = ()):
+        #: the run, opened with ``overrides`` (kept to reopen it elsewhere: :meth:`to`)
+        self._run, self._overrides = run, list(overrides)
         #: the run's recipe, as trained (with any overrides given to :meth:`load`)
         self.recipe: Recipe = run.recipe
         #: the checkpoint's step
@@ -47,9 +48,7 @@ class Model:
         run's own), with ``overrides`` (``--set`` strings, e.g. a longer sampler chain). As
         ``ebm sample`` does, it applies the recipe's ``run.threads`` (torch's, process-wide)."""
         sets = [*overrides, *([f"run.device='{device}'"] if device is not None else [])]
-        model = cls(Run.open(run_dir, host=host, overrides=sets))
-        model._overrides = list(overrides)
-        return model
+        return cls(Run.open(run_dir, host=host, overrides=sets), overrides)
 
     @property
     def run_dir(self) -> Path:
