@@ -243,12 +243,12 @@ def _figure(path: Path, caption: str, skipped: list[str]) -> str | None:
     if kind is None:
         skipped.append(f"{path}: not a PNG or GIF")
         return None
-    return (f"<figure><img src='data:{kind};base64,{base64.b64encode(data).decode()}'>"
+    return (f"<figure><img src='{_data_uri(data, kind)}'>"
             f"<figcaption>{html.escape(caption)} <small>({human_bytes(len(data))})</small></figcaption></figure>")
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+def _data_uri(data: bytes, kind: str = "image/png") -> str:
+    return f"data:{kind};base64," + base64.b64encode(data).decode()
 
 
 _HEAD = """<!doctype html><html><head><meta charset='utf-8'><title>ebm report: {title}</title>
