@@ -8,5 +8,6 @@
 - :mod:`~ebmcore.kit.masks`: missing regions and the completion condition;
 - :mod:`~ebmcore.kit.losses`: the maximum-likelihood loss;
 - :mod:`~ebmcore.kit.latent`: Langevin in a latent space;
-- :mod:`~ebmcore.kit.replicas`: refusing a sampler's auxiliary rows where they would be taken as samples.
+- :mod:`~ebmcore.kit.replicas`: refusing a sampler's auxiliary rows where they would be taken as samples;
+- :mod:`~ebmcore.kit.streaming`: a training set decoded from disk batch by batch by worker processes.
 """

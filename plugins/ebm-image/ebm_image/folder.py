@@ -10,9 +10,10 @@ import torch
 
 from ebm_image.common import ImageData, load_image, to_unit_range
 from ebm_image.streaming import StreamedFolder
-from ebmcore import EbmError, Shuffled
+from ebmcore import EbmError
 from ebmcore import config as cfg
 from ebmcore.kit.memory import check_fits, tensor_bytes
+from ebmcore.kit.streaming import Counted
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -68,7 +69,7 @@ class FolderData(ImageData):
     def stream(self, rng: torch.Generator, *, rank: int = 0, world: int = 1):
         if self.skipped_files is None:
             return super().stream(rng, rank=rank, world=world)
-        return _Counted(self.dataset(), self.batch_size, rng, rank, world, skipped=self.skipped_files)
+        return Counted(self.dataset(), self.batch_size, rng, rank, world, skipped=self.skipped_files)
 
     @classmethod
     def from_config(cls, c: ImageFolderConfig, ctx=None) -> "FolderData":
@@ -108,13 +109,3 @@ class FolderData(ImageData):
                    skipped_files=len(bad) if c.on_bad_file == "skip" else None,
                    num_classes=len(classes) if classes else None, name=str(root))
 
-
-class _Counted(Shuffled):
-    """The in-memory folder's batches, with the files left out at loading in the metrics."""
-
-    def __init__(self, *args, skipped: int):
-        super().__init__(*args)
-        self.skipped = skipped
-
-    def metrics(self) -> dict[str, float]:
-        return {"data/skipped_files": float(self.skipped)}

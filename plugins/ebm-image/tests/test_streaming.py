@@ -154,10 +154,10 @@ def test_two_ranks_train_a_streamed_folder_under_torchrun(tmp_path):
 
 RSS_SCRIPT = """
 import resource, sys
-from ebm_image.streaming import _stop_workers
+from ebmcore.kit.streaming import stop_workers
 from ebmcore.train.cli import main
 code = main(sys.argv[1:])
-_stop_workers()  # joined: their peak counts among the children's
+stop_workers()  # joined: their peak counts among the children's
 print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 sys.exit(code)
 """

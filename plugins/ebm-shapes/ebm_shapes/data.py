@@ -10,11 +10,14 @@ samplers and generators of images apply unchanged. Samples are occupied where > 
 
 from __future__ import annotations
 
+import hashlib
+import sys
 import tarfile
 from pathlib import Path
 from typing import Literal
 
 import attrs
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,9 +36,11 @@ from ebm_shapes.meshes import (
 )
 from ebm_shapes.metrics import ShapeMetrics
 from ebm_shapes.pictures import views_png, voxels_png
-from ebmcore import Batch, Data, EbmError
+from ebmcore import Batch, Data, EbmError, Stream
 from ebmcore import config as cfg
 from ebmcore.kit.files import open_regular
+from ebmcore.kit.memory import tensor_bytes
+from ebmcore.kit.streaming import Counted, DecodedStream, spaced
 
 #: Debian's libcgal-demo ships CGAL's example data, 138 .off models under data/meshes/, in this archive
 CGAL_ARCHIVE = Path("/usr/share/doc/libcgal-dev/data.tar.gz")
@@ -149,6 +154,13 @@ class MeshesConfig:
                                                   "with all their rotations)"})
     seed: int = cfg.non_negative("seed of the rotations", default=0)
     batch_size: int = cfg.positive("shapes per optimisation step", default=32)
+    memory_mb: float = cfg.positive("the most memory the training grids may take (float32); a larger set "
+                                    "streams: the meshes are read and voxelised batch by batch", default=2048.0)
+    workers: int = cfg.non_negative("a streamed set: processes voxelising the next batches ahead of training "
+                                    "(0: in the training process)", default=2)
+    on_bad_file: Literal["stop", "skip"] = cfg.doc(
+        "a mesh file that cannot be read: 'stop' with an error naming it, or 'skip' it (counted as "
+        "data/skipped_files in the metrics)", default="stop")
 
     def __attrs_post_init__(self):
         if (self.path is None) == (self.name is None):
@@ -195,33 +207,114 @@ def mesh_files(c: MeshesConfig) -> list[tuple[str, object]]:
     return out
 
 
+def mesh_rotation(seed: int, name: str, r: int) -> np.ndarray | None:
+    """The ``r``-th rotation of the mesh ``name`` (None for r = 0: as filed): drawn from a seed
+    of its own, so a mesh turns the same in memory and streamed, whatever else the set holds."""
+    if r == 0:
+        return None
+    key = int.from_bytes(hashlib.sha256(f"{seed}/{name}/{r}".encode()).digest()[:8], "little")
+    return random_rotations(1, torch.Generator().manual_seed(key))[0].double().numpy()
+
+
+def mesh_grid(vertices: np.ndarray, faces: np.ndarray, closed: bool, res: int, turn: np.ndarray | None) -> Tensor:
+    """The occupancy (res, res, res) of a mesh centred and scaled to fill 90 % of the grid
+    after the rotation ``turn``: its inside, or for an open mesh its surface's cells."""
+    v = normalised(vertices)
+    if turn is not None:
+        v = normalised(v @ turn)
+    return voxelize_mesh(v, faces, res) if closed else surface_voxels(v, faces, res)
+
+
+class MeshVoxels:
+    """Example ``i`` of the meshes ``(name, load, closed)``: mesh ``i // rotations`` under
+    its rotation ``i % rotations``, voxelised ``(1, res, res, res)`` in {−1, +1} (the file read
+    again: a streamed set holds only the names)."""
+
+    def __init__(self, meshes: list[tuple[str, object, bool]], *, res: int, rotations: int, seed: int):
+        self.meshes, self.res, self.rotations, self.seed = meshes, res, rotations, seed
+
+    def __len__(self) -> int:
+        return len(self.meshes) * self.rotations
+
+    def __call__(self, i: int) -> Tensor:
+        (name, load, closed), r = self.meshes[i // self.rotations], i % self.rotations
+        vertices, faces = load()
+        return signed(mesh_grid(vertices, faces, closed, self.res, mesh_rotation(self.seed, name, r))[None])[0]
+
+
 class MeshData(VoxelData):
     """The meshes voxelised (each centred and scaled to fill 90 % of the grid); unlabelled.
-    Files that cannot be read end the run naming the file."""
+    A file that cannot be read ends the run naming it, or is skipped (``on_bad_file``). A set
+    whose grids exceed ``memory_mb`` streams (:class:`StreamedMeshes`)."""
+
+    def __init__(self, *args, skipped_files: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped_files = skipped_files  # None: on_bad_file = "stop"
+
+    def stream(self, rng: torch.Generator, *, rank: int = 0, world: int = 1) -> Stream:
+        if self.skipped_files is None:
+            return super().stream(rng, rank=rank, world=world)
+        return Counted(self.dataset(), self.batch_size, rng, rank, world, skipped=self.skipped_files)
 
     @classmethod
-    def from_config(cls, c: MeshesConfig, ctx=None) -> MeshData:
+    def from_config(cls, c: MeshesConfig, ctx=None) -> VoxelData:
         files = mesh_files(c)
-        g = torch.Generator().manual_seed(c.seed)
-        shapes, names = [], []
-        for name, load in files:
-            vertices, faces = load()
+        grid_bytes = tensor_bytes(c.res, c.res, c.res)
+        streams = len(files) * c.rotations * grid_bytes > c.memory_mb * 2**20
+        usable, grids, skipped = [], [], 0
+        for name, load in files:  # every mesh read once: which are readable and closed (and, in memory, the grids)
+            try:
+                vertices, faces = load()
+            except EbmError as exc:
+                if c.on_bad_file == "stop":
+                    raise EbmError(f'{exc} (data.on_bad_file = "skip" trains on without it)') from None
+                skipped += 1
+                continue
             closed = is_closed(faces)
             if not closed and c.open_meshes == "skip":
                 continue
-            base = normalised(vertices)
-            for r in range(c.rotations):
-                v = base if r == 0 else normalised(base @ random_rotations(1, g)[0].double().numpy())
-                shapes.append(voxelize_mesh(v, faces, c.res) if closed else surface_voxels(v, faces, c.res))
-                names.append(name)
-        meshes = sorted(set(names))
-        if len(meshes) < 2:
-            raise EbmError(f"{c.path or CGAL_ARCHIVE}: {len(meshes)} usable meshes (open ones skipped: "
+            usable.append((name, load, closed))
+            if not streams:
+                grids += [mesh_grid(vertices, faces, closed, c.res, mesh_rotation(c.seed, name, r))
+                          for r in range(c.rotations)]
+        if skipped:
+            print(f"warning: {skipped} of {len(files)} meshes in {c.path or CGAL_ARCHIVE} cannot be read and are "
+                  f"skipped", file=sys.stderr)
+        if len(usable) < 2:
+            raise EbmError(f"{c.path or CGAL_ARCHIVE}: {len(usable)} usable meshes (open ones skipped: "
                            f"open_meshes = 'skip'); a training and a held-out split need at least 2")
         k = max(2, round(1 / c.heldout))
-        held_names = {m for i, m in enumerate(meshes) if i % k == k - 1}
-        x = signed(torch.stack(shapes))
-        held = torch.tensor([n in held_names for n in names])
-        data = cls(x[~held], x[held], batch_size=c.batch_size, name=str(c.path or CGAL_ARCHIVE))
-        data.mesh_names = [n for n in names if n not in held_names]
-        return data
+        held = [i % k == k - 1 for i in range(len(usable))]  # every k-th mesh by name
+        counted = skipped if c.on_bad_file == "skip" else None
+        if streams:
+            kw = {"res": c.res, "rotations": c.rotations, "seed": c.seed}
+            train = MeshVoxels([m for m, h in zip(usable, held, strict=True) if not h], **kw)
+            test = MeshVoxels([m for m, h in zip(usable, held, strict=True) if h], **kw)
+            each = max(2, min(METRIC_SHAPES, int(c.memory_mb * 2**20 / 4 // grid_bytes)))  # 2: a Gaussian fits
+            return StreamedMeshes(train, spaced(train, each), spaced(test, each), c, skipped_files=counted)
+        x = signed(torch.stack(grids))
+        mask = torch.tensor(held).repeat_interleave(c.rotations)
+        return cls(x[~mask], x[mask], batch_size=c.batch_size, name=str(c.path or CGAL_ARCHIVE), skipped_files=counted)
+
+
+#: shapes of a streamed set voxelised for its metrics, training and held-out each (at most)
+METRIC_SHAPES = 256
+
+
+class StreamedMeshes(VoxelData):
+    """The training meshes as a :class:`~ebmcore.kit.streaming.DecodedStream` voxelised by its
+    workers; ``reference`` (training shapes spaced evenly) and ``heldout`` in memory for the
+    metrics."""
+
+    def __init__(self, meshes: MeshVoxels, reference: Tensor, heldout: Tensor, c: MeshesConfig, *,
+                 skipped_files: int | None):
+        super().__init__(reference, heldout, batch_size=c.batch_size, name=str(c.path or CGAL_ARCHIVE))
+        self.meshes, self.c, self.skipped_files = meshes, c, skipped_files
+
+    def dataset(self) -> Batch:
+        return Data.dataset(self)  # it streams: there is no in-memory training set
+
+    def stream(self, rng: torch.Generator, *, rank: int = 0, world: int = 1) -> DecodedStream:
+        return DecodedStream(self.meshes, None, batch_size=self.batch_size, rng=rng, rank=rank, world=world,
+                             workers=self.c.workers, skip_bad=self.skipped_files is not None,
+                             skipped=self.skipped_files or 0)

@@ -26,6 +26,8 @@ from ebm_shapes.meshes import (
 )
 from ebmcore import Batch, Data, EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.memory import tensor_bytes
+from ebmcore.kit.streaming import DecodedStream, spaced
 
 #: clouds shown in a picture of samples
 SHOWN = 16
@@ -125,8 +127,7 @@ class PointCloudData(Data):
     @classmethod
     def from_config(cls, c: PointCloudsConfig, ctx=None) -> PointCloudData:
         if c.path is not None:
-            train, held = _mesh_clouds(c)
-            return cls(train, held, batch_size=c.batch_size)
+            return _mesh_clouds(c)
         train, labels = procedural_clouds(c.n, c.points, seed=c.seed, classes=c.classes, rotate=c.rotate)
         held, held_labels = procedural_clouds(c.heldout, c.points, seed=c.seed + 1, classes=c.classes, rotate=c.rotate)
         return cls(train, held, batch_size=c.batch_size, labels=labels, heldout_labels=held_labels,
@@ -171,26 +172,71 @@ class PointCloudsConfig:
                            "through where the points lie, which random poses scatter)", default=False)
     seed: int = cfg.non_negative("seed of the clouds (the held-out solids use seed + 1)", default=0)
     batch_size: int = cfg.positive("clouds per optimisation step", default=32)
+    memory_mb: float = cfg.positive("with path: the most memory the training clouds may take (float32); more "
+                                    "stream, drawn from the meshes batch by batch", default=2048.0)
+    workers: int = cfg.non_negative("streamed clouds: processes drawing the next batches ahead of training "
+                                    "(0: in the training process)", default=2)
 
 
-def _mesh_clouds(c: PointCloudsConfig) -> tuple[Tensor, Tensor]:
+class MeshClouds:
+    """Cloud ``i`` of ``count``: ``points`` points on the surface of mesh ``i % len(meshes)``
+    (turned uniformly on SO(3) with ``rotate``), in the unit ball; each cloud drawn from a
+    seed of its own (``seed``, ``i``), so it is the same in memory and streamed."""
+
+    def __init__(self, meshes: list[tuple[str, object]], count: int, *, points: int, rotate: bool, seed: int):
+        self.meshes, self.count, self.points, self.rotate, self.seed = meshes, count, points, rotate, seed
+
+    def __len__(self) -> int:
+        return self.count
+
+    def cloud(self, i: int, vertices: np.ndarray, faces: np.ndarray) -> Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        turn = random_rotations(1, g)[0] if self.rotate else torch.eye(3)
+        return unit_ball(surface_points(vertices, faces, self.points, g) @ turn.T)
+
+    def __call__(self, i: int) -> Tensor:
+        return self.cloud(i, *self.meshes[i % len(self.meshes)][1]())
+
+    def all(self) -> Tensor:
+        """Every cloud, each mesh read once."""
+        out = torch.empty(self.count, self.points, 3)
+        for m, (_, load) in enumerate(self.meshes[:self.count]):
+            vertices, faces = load()
+            for i in range(m, self.count, len(self.meshes)):
+                out[i] = self.cloud(i, vertices, faces)
+        return out
+
+
+def _mesh_clouds(c: PointCloudsConfig) -> PointCloudData:
     files = mesh_files(MeshesConfig(path=c.path, heldout=c.heldout_share))
     if len(files) < 2:
         raise EbmError(f"{c.path}: {len(files)} meshes; a training and a held-out split need at least 2")
     k = max(2, round(1 / c.heldout_share))
-    held = [f for i, f in enumerate(files) if i % k == k - 1]
-    train = [f for i, f in enumerate(files) if i % k != k - 1]
-    g = torch.Generator().manual_seed(c.seed)
-    loaded = {name: load() for name, load in files}
+    kw = {"points": c.points, "rotate": c.rotate}
+    train = MeshClouds([f for i, f in enumerate(files) if i % k != k - 1], c.n, seed=c.seed, **kw)
+    held = MeshClouds([f for i, f in enumerate(files) if i % k == k - 1], c.heldout, seed=c.seed + 1, **kw)
+    cloud_bytes = tensor_bytes(c.points, 3)
+    if c.n * cloud_bytes <= c.memory_mb * 2**20:
+        return PointCloudData(train.all(), held.all(), batch_size=c.batch_size)
+    each = max(2, int(c.memory_mb * 2**20 / 4 // cloud_bytes))  # 2: a Gaussian fits
+    return StreamedClouds(train, spaced(train, each), spaced(held, each), batch_size=c.batch_size, workers=c.workers)
 
-    def clouds(chosen, count):
-        out = torch.empty(count, c.points, 3)
-        for i in range(count):
-            vertices, faces = loaded[chosen[i % len(chosen)][0]]
-            turn = random_rotations(1, g)[0] if c.rotate else torch.eye(3)
-            out[i] = surface_points(vertices, faces, c.points, g) @ turn.T
-        return unit_ball(out)
-    return clouds(train, c.n), clouds(held, c.heldout)
+
+class StreamedClouds(PointCloudData):
+    """Clouds of mesh files beyond ``memory_mb``, drawn batch by batch (a
+    :class:`~ebmcore.kit.streaming.DecodedStream`); ``reference`` (training clouds spaced
+    evenly) and ``heldout`` in memory for the metrics."""
+
+    def __init__(self, clouds: MeshClouds, reference: Tensor, heldout: Tensor, *, batch_size: int, workers: int):
+        super().__init__(reference, heldout, batch_size=batch_size)
+        self.clouds, self.workers = clouds, workers
+
+    def dataset(self) -> Batch:
+        return Data.dataset(self)  # it streams: there is no in-memory training set
+
+    def stream(self, rng: torch.Generator, *, rank: int = 0, world: int = 1) -> DecodedStream:
+        return DecodedStream(self.clouds, None, batch_size=self.batch_size, rng=rng, rank=rank, world=world,
+                             workers=self.workers, skip_hint="fix or remove the file")
 
 
 __all__ = ["PointCloudData", "PointCloudsConfig", "procedural_clouds", "surface_points",

@@ -18,11 +18,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from ebm_video.io import read_video
+from ebm_video.io import video_chunks
 from ebm_video.metrics import VideoMetrics
 from ebm_video.pictures import clips_gif, clips_png
+from ebm_video.streaming import FileClips, FrameFile
 from ebmcore import Batch, Data, EbmError
 from ebmcore import config as cfg
+from ebmcore.kit.memory import tensor_bytes
+from ebmcore.kit.streaming import DecodedStream, spaced
 
 #: Debian's ``opencv-doc`` ships this classic dynamic texture (a tree swaying by a window)
 TREE_AVI = Path("/usr/share/doc/opencv-doc/examples/data/tree.avi")
@@ -76,6 +79,11 @@ class VideoConfig:
                                  metadata={"doc": "the last share of the frames, held out (a temporal split)"})
     fps: float = cfg.positive("frames per second of a folder of frames", default=15.0)
     batch_size: int = cfg.positive("clips per optimisation step", default=16)
+    memory_mb: float = cfg.positive("the most memory the training clips may take (float32); a longer video "
+                                    "streams: its prepared frames go to a temporary file ($TMPDIR) and the "
+                                    "batches' clips are read from it", default=2048.0)
+    workers: int = cfg.non_negative("a streamed video: processes reading the next batches ahead of training "
+                                    "(0: in the training process)", default=2)
 
     def __attrs_post_init__(self):
         if (self.path is None) == (self.name is None):
@@ -123,8 +131,11 @@ class ClipData(Data):
 
 
 class VideoData(ClipData):
+    """The clips of one video, in memory; a video whose clips exceed ``memory_mb`` streams
+    (:class:`StreamedVideo`)."""
+
     @classmethod
-    def from_config(cls, c: VideoConfig, ctx=None) -> "VideoData":
+    def from_config(cls, c: VideoConfig, ctx=None) -> ClipData:
         if c.name is not None:
             path, package = NAMED[c.name]
             if not path.exists():
@@ -132,15 +143,56 @@ class VideoData(ClipData):
                                f"(apt-get install {package})")
         else:
             path = Path(c.path)
-        frames = read_video(path, seconds=c.seconds, crop=c.crop, size=c.size, channels=c.channels, fps=c.fps).x
-        held = max(1, round(c.heldout * len(frames)))
-        if held < c.clip or len(frames) - held < c.clip:
-            raise EbmError(f"$.data.clip = {c.clip}: {path} gives {len(frames)} frames in the window, "
-                           f"{len(frames) - held} to train on and {held} held out ($.data.heldout = {c.heldout}); "
+        budget = c.memory_mb * 2**20
+        kept: list[Tensor] = []  # the prepared frames, while their clips fit the budget
+        spilled: FrameFile | None = None
+        count = 0
+        for chunk in video_chunks(path, seconds=c.seconds, crop=c.crop, size=c.size, channels=c.channels, fps=c.fps):
+            count += len(chunk.x)
+            frame_bytes = tensor_bytes(*chunk.x.shape[1:])
+            if spilled is None and count * frame_bytes * max(1, c.clip / c.stride) > budget:
+                spilled = FrameFile(chunk.x.shape[1:], str(path))
+                for x in kept:
+                    spilled.append(x)
+                kept = []
+            if spilled is None:
+                kept.append(chunk.x)
+            else:
+                spilled.append(chunk.x)
+        held = max(1, round(c.heldout * count))
+        if held < c.clip or count - held < c.clip:
+            raise EbmError(f"$.data.clip = {c.clip}: {path} gives {count} frames in the window, "
+                           f"{count - held} to train on and {held} held out ($.data.heldout = {c.heldout}); "
                            f"each part needs at least one clip")
-        train, test = frames[:-held], frames[-held:]
-        return cls(clips(train, c.clip, c.stride), clips(test, c.clip, c.stride), batch_size=c.batch_size,
-                   name=str(path))
+        if spilled is None:
+            frames = torch.cat(kept)
+            train, test = frames[:-held], frames[-held:]
+            return cls(clips(train, c.clip, c.stride), clips(test, c.clip, c.stride), batch_size=c.batch_size,
+                       name=str(path))
+        split = count - held
+        train = FileClips(spilled, list(range(0, split - c.clip + 1, c.stride)), c.clip)
+        test = FileClips(spilled, list(range(split, count - c.clip + 1, c.stride)), c.clip)
+        each = max(2, int(budget / 4 // (c.clip * frame_bytes)))  # 2: a Gaussian fits
+        return StreamedVideo(train, spaced(train, each), spaced(test, each), batch_size=c.batch_size,
+                             workers=c.workers, name=str(path))
+
+
+class StreamedVideo(ClipData):
+    """The training clips of a video as a :class:`~ebmcore.kit.streaming.DecodedStream` of
+    its frames on disk; ``reference`` (training clips spaced evenly) and ``heldout`` in memory
+    for the metric."""
+
+    def __init__(self, clips: FileClips, reference: Tensor, heldout: Tensor, *, batch_size: int, workers: int,
+                 name: str):
+        super().__init__(reference, heldout, batch_size=batch_size, name=name)
+        self.clips, self.workers = clips, workers
+
+    def dataset(self) -> Batch:
+        return Data.dataset(self)  # it streams: there is no in-memory training set
+
+    def stream(self, rng: torch.Generator, *, rank: int = 0, world: int = 1) -> DecodedStream:
+        return DecodedStream(self.clips, None, batch_size=self.batch_size, rng=rng, rank=rank, world=world,
+                             workers=self.workers)
 
 
 # -- moving digits ---------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Reading videos: a file FFmpeg decodes (``.avi``, ``.mp4``, ``.gif``…, through PyAV) or a
 folder of numbered frames, as float frames in [−1, 1], cropped, grey or colour, resized.
 
-Only the frames of the asked time window are kept; decoding stops at its end, so a long
-video costs the memory of the window, never of the file. A file whose frames come at
+Only the frames of the asked time window are kept; decoding stops at its end, and frames
+are cropped and resized a chunk at a time (:func:`video_chunks`), so a long video costs the
+memory of its prepared frames, never of the file (a streamed video keeps even those on
+disk: :mod:`ebm_video.streaming`). A file whose frames come at
 irregular times (an AVI whose container repeats a frame by an empty chunk, as Debian's
 ``tree.avi`` does: 444 time slots, 68 coded frames) gives its *coded* frames, each with
 its time, so no frame appears twice.
@@ -10,6 +12,7 @@ its time, so no frame appears twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -26,8 +29,6 @@ from ebmcore.kit.memory import check_fits, tensor_bytes
 
 #: image files a folder of frames may hold
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-#: the most frames one read keeps (a window of an hour at 15 fps is 54,000)
-MAX_FRAMES = 100_000
 
 
 class Frames:
@@ -44,9 +45,13 @@ def _window(t: float, seconds: tuple[float, float] | None) -> int:
     return -1 if t < seconds[0] else 1 if t >= seconds[1] else 0
 
 
-def _decoded(path: Path, seconds: tuple[float, float] | None, key: str) -> tuple[list[np.ndarray], list[float]]:
-    """The RGB frames (H, W, 3) uint8 of a video file inside the window, and their times."""
-    frames, times = [], []
+#: frames decoded before they are cropped and resized together (fewer where the frames are
+#: large: the full-size frames held at once take at most CHUNK_BYTES as bytes and as floats)
+CHUNK, CHUNK_BYTES = 256, 256 * 2**20
+
+
+def _decoded(path: Path, seconds: tuple[float, float] | None) -> Iterator[tuple[np.ndarray, float]]:
+    """The RGB frames (H, W, 3) uint8 of a video file inside the window, with their times."""
     with open_regular(path, what="a video") as f:
         try:
             with av.open(f, mode="r") as container:
@@ -60,47 +65,30 @@ def _decoded(path: Path, seconds: tuple[float, float] | None, key: str) -> tuple
                     if where > 0:
                         break  # past the window: the rest is never decoded
                     if where == 0:
-                        if len(frames) % 256 == 0:  # the next 256 frames, as bytes and as floats
-                            check_fits(f"{key}.seconds", tensor_bytes(len(frames) + 256, 3, frame.height,
-                                                                      frame.width, itemsize=1 + 4),
-                                       what=f"the frames of {path}")
-                        if len(frames) >= MAX_FRAMES:
-                            raise EbmError(f"{path}: more than {MAX_FRAMES:,} frames in the window; "
-                                           f"set {key} to a shorter one")
-                        frames.append(frame.to_ndarray(format="rgb24"))
-                        times.append(t)
+                        yield frame.to_ndarray(format="rgb24"), t
         except av.error.FFmpegError as exc:
             raise EbmError(f"{path}: cannot read it as a video: {exc}") from None
-    return frames, times
 
 
-def _folder(path: Path, fps: float, seconds: tuple[float, float] | None) -> tuple[list[np.ndarray], list[float]]:
+def _folder(path: Path, fps: float, seconds: tuple[float, float] | None) -> Iterator[tuple[np.ndarray, float]]:
     """The frames of a folder of images, in name order, at ``fps`` frames per second."""
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
     if not files:
         raise EbmError(f"{path}: no frames found (extensions: {', '.join(FRAME_EXTENSIONS)})")
-    kept = [(i / fps, p) for i, p in enumerate(files) if _window(i / fps, seconds) == 0]
-    frames = [np.asarray(read_image(p, "RGB"), dtype=np.uint8) for _, p in kept]
-    shapes = {a.shape for a in frames}
-    if len(shapes) > 1:
-        raise EbmError(f"{path}: frames of different sizes {sorted(shapes)}")
-    return frames, [t for t, _ in kept]
+    shape = None
+    for i, p in enumerate(files):
+        if _window(i / fps, seconds) == 0:
+            frame = np.asarray(read_image(p, "RGB"), dtype=np.uint8)
+            if shape is not None and frame.shape != shape:
+                raise EbmError(f"{p}: a frame of {frame.shape[1]}×{frame.shape[0]} among frames of "
+                               f"{shape[1]}×{shape[0]} in {path}")
+            shape = frame.shape
+            yield frame, i / fps
 
 
-def read_video(path: str | Path, *, seconds: tuple[float, float] | None = None,
-               crop: tuple[int, int, int, int] | None = None, size: tuple[int, int] | None = None,
-               channels: int = 1, fps: float = 15.0, key: str = "$.data") -> Frames:
-    """The frames of ``path`` (a video file or a folder of frames at ``fps``) whose time in
-    seconds lies in ``seconds`` = [start, stop), cropped to ``crop`` = (top, left, height,
-    width) in the source's pixels, grey (ITU-R 601 luma) or RGB, and resized to ``size`` =
-    (height, width). Errors name the file, or ``key`` (the recipe section) for settings."""
-    path = Path(path)
-    if path.is_dir():
-        frames, times = _folder(path, fps, seconds)
-    else:
-        frames, times = _decoded(path, seconds, key)
-    if not frames:
-        raise EbmError(f"{path}: no frames in the window {key}.seconds = {list(seconds or ())}")
+def _prepared(frames: list[np.ndarray], path: Path, crop: tuple[int, int, int, int] | None,
+              size: tuple[int, int] | None, channels: int, key: str) -> Tensor:
+    """RGB frames (H, W, 3) uint8 → ``(T, C, H, W)`` in [−1, 1], cropped, grey or RGB, resized."""
     x = torch.from_numpy(np.stack(frames))  # (T, H, W, 3) uint8
     if crop is not None:
         top, left, height, width = crop
@@ -114,4 +102,43 @@ def read_video(path: str | Path, *, seconds: tuple[float, float] | None = None,
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
                           antialias=size[0] < x.shape[-2] or size[1] < x.shape[-1])
-    return Frames(x.clamp(-1, 1).contiguous(), times)
+    return x.clamp(-1, 1).contiguous()
+
+
+def video_chunks(path: str | Path, *, seconds: tuple[float, float] | None = None,
+                 crop: tuple[int, int, int, int] | None = None, size: tuple[int, int] | None = None,
+                 channels: int = 1, fps: float = 15.0, key: str = "$.data") -> Iterator[Frames]:
+    """The frames of ``path`` (a video file or a folder of frames at ``fps``) whose time in
+    seconds lies in ``seconds`` = [start, stop), cropped to ``crop`` = (top, left, height,
+    width) in the source's pixels, grey (ITU-R 601 luma) or RGB, and resized to ``size`` =
+    (height, width), as consecutive chunks of at most :data:`CHUNK` frames: a caller keeps
+    the prepared frames only. Errors name the file, or ``key`` (the recipe section) for
+    settings; a window without frames is one."""
+    path = Path(path)
+    frames, times, count, chunk = [], [], 0, CHUNK
+    for frame, t in _folder(path, fps, seconds) if path.is_dir() else _decoded(path, seconds):
+        if not frames:
+            chunk = max(1, min(CHUNK, CHUNK_BYTES // tensor_bytes(*frame.shape, itemsize=1 + 4)))
+            check_fits(f"{key}.path", tensor_bytes(chunk, *frame.shape, itemsize=1 + 4),
+                       what=f"{chunk} frames of {frame.shape[1]}×{frame.shape[0]} of {path} at once")
+        frames.append(frame)
+        times.append(t)
+        count += 1
+        if len(frames) == chunk:
+            yield Frames(_prepared(frames, path, crop, size, channels, key), times)
+            frames, times = [], []
+    if frames:
+        yield Frames(_prepared(frames, path, crop, size, channels, key), times)
+    elif not count:
+        raise EbmError(f"{path}: no frames in the window {key}.seconds = {list(seconds or ())}")
+
+
+def read_video(path: str | Path, *, key: str = "$.data", **settings) -> Frames:
+    """The frames of :func:`video_chunks` (the same settings) in memory at once."""
+    x, times = [], []
+    for chunk in video_chunks(path, key=key, **settings):
+        check_fits(f"{key}.seconds", tensor_bytes(sum(map(len, x)) + 2 * len(chunk.x), *chunk.x.shape[1:]),
+                   what=f"the frames of {path}")
+        x.append(chunk.x)
+        times += chunk.times
+    return Frames(torch.cat(x), times)

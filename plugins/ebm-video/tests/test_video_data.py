@@ -5,7 +5,6 @@ synthetic moving digits; Debian's tree.avi where it is installed."""
 import os
 import socket
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -27,25 +26,13 @@ def square_frames(n=20, size=32, side=6):
     return frames
 
 
-def write_mkv(path, frames, fps=FPS):
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("ffv1", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
-        for a in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
 def to_unit(frames):
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 @pytest.fixture
-def video(tmp_path):
-    return write_mkv(tmp_path / "square.mkv", square_frames())
+def video(tmp_path, write_mkv):
+    return write_mkv(tmp_path / "square.mkv", square_frames(), fps=FPS)
 
 
 def test_a_lossless_video_reads_back_exactly_with_its_times(video):
@@ -325,9 +312,16 @@ def test_recovery_chains_by_another_registered_kernel():
         ctx.build("task", "recover", kernel="langevin", kernel_options={"step_sise": 2.0})
 
 
-def test_a_window_larger_than_memory_is_refused_before_decoding_it(video, monkeypatch):
+def test_frames_beyond_memory_are_refused_before_they_are_held(video, monkeypatch):
     from ebmcore.kit import memory
 
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 2**20)  # a 1 MiB machine
+    monkeypatch.setattr("ebm_video.io.CHUNK", 4)  # frames decoded 4 at a time
+    # a chunk of full-size frames (4 × 32 × 32 × 3 as bytes and floats: 60 KiB) does not fit
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 50 * 2**10)
+    with pytest.raises(EbmError, match=r"^\$\.data\.path: needs an estimated 60\.0 KiB \(4 frames of 32×32 of "
+                                       r".*square\.mkv at once\)"):
+        read_video(video)
+    # the chunks fit, the 20 prepared frames (4 KiB each, grey) do not: refused a chunk before
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 70 * 2**10)
     with pytest.raises(EbmError, match=r"^\$\.data\.seconds: needs an estimated .* \(the frames of .*square\.mkv\)"):
         read_video(video)
