@@ -50,8 +50,9 @@ def _window(t: float, seconds: tuple[float, float] | None) -> int:
 CHUNK, CHUNK_BYTES = 256, 256 * 2**20
 
 
-def _decoded(path: Path, seconds: tuple[float, float] | None) -> Iterator[tuple[np.ndarray, float]]:
-    """The RGB frames (H, W, 3) uint8 of a video file inside the window, with their times."""
+def _decoded(path: Path, seconds: tuple[float, float] | None) -> Iterator[tuple[np.ndarray, float, str]]:
+    """The RGB frames (H, W, 3) uint8 of a video file inside the window, with their times
+    and names."""
     with open_regular(path, what="a video") as f:
         try:
             with av.open(f, mode="r") as container:
@@ -65,25 +66,20 @@ def _decoded(path: Path, seconds: tuple[float, float] | None) -> Iterator[tuple[
                     if where > 0:
                         break  # past the window: the rest is never decoded
                     if where == 0:
-                        yield frame.to_ndarray(format="rgb24"), t
+                        yield frame.to_ndarray(format="rgb24"), t, f"{path}, frame {index}"
         except av.error.FFmpegError as exc:
             raise EbmError(f"{path}: cannot read it as a video: {exc}") from None
 
 
-def _folder(path: Path, fps: float, seconds: tuple[float, float] | None) -> Iterator[tuple[np.ndarray, float]]:
-    """The frames of a folder of images, in name order, at ``fps`` frames per second."""
+def _folder(path: Path, fps: float, seconds: tuple[float, float] | None) -> Iterator[tuple[np.ndarray, float, str]]:
+    """The frames of a folder of images, in name order, at ``fps`` frames per second, with
+    their times and files."""
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS)
     if not files:
         raise EbmError(f"{path}: no frames found (extensions: {', '.join(FRAME_EXTENSIONS)})")
-    shape = None
     for i, p in enumerate(files):
         if _window(i / fps, seconds) == 0:
-            frame = np.asarray(read_image(p, "RGB"), dtype=np.uint8)
-            if shape is not None and frame.shape != shape:
-                raise EbmError(f"{p}: a frame of {frame.shape[1]}×{frame.shape[0]} among frames of "
-                               f"{shape[1]}×{shape[0]} in {path}")
-            shape = frame.shape
-            yield frame, i / fps
+            yield np.asarray(read_image(p, "RGB"), dtype=np.uint8), i / fps, str(p)
 
 
 def _prepared(frames: list[np.ndarray], path: Path, crop: tuple[int, int, int, int] | None,
@@ -115,8 +111,12 @@ def video_chunks(path: str | Path, *, seconds: tuple[float, float] | None = None
     the prepared frames only. Errors name the file, or ``key`` (the recipe section) for
     settings; a window without frames is one."""
     path = Path(path)
-    frames, times, count, chunk = [], [], 0, CHUNK
-    for frame, t in _folder(path, fps, seconds) if path.is_dir() else _decoded(path, seconds):
+    frames, times, count, chunk, first = [], [], 0, CHUNK, None
+    for frame, t, name in _folder(path, fps, seconds) if path.is_dir() else _decoded(path, seconds):
+        first = first or frame.shape
+        if frame.shape != first:
+            raise EbmError(f"{name}: {frame.shape[1]}×{frame.shape[0]} pixels, but the first frame of {path} "
+                           f"has {first[1]}×{first[0]}")
         if not frames:
             chunk = max(1, min(CHUNK, CHUNK_BYTES // tensor_bytes(*frame.shape, itemsize=1 + 4)))
             check_fits(f"{key}.path", tensor_bytes(chunk, *frame.shape, itemsize=1 + 4),

@@ -61,6 +61,9 @@ def test_an_animated_gif_and_a_folder_of_frames_read_as_the_same_video(tmp_path)
     gif, pngs = read_video(tmp_path / "square.gif", channels=3), read_video(folder, channels=3, fps=FPS)
     assert torch.allclose(pngs.x, to_unit(frames), atol=1e-6) and torch.allclose(gif.x, pngs.x, atol=1e-6)
     assert gif.times == pytest.approx(pngs.times)
+    pictures[0].resize((16, 32)).save(folder / "004.png")  # one frame of another size
+    with pytest.raises(EbmError, match=r"004\.png: 16×32 pixels, but the first frame of .*frames has 32×32"):
+        read_video(folder)
 
 
 def test_clips_are_windows_of_consecutive_frames():
