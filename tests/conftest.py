@@ -22,12 +22,19 @@ def tiny():
 
 @pytest.fixture(scope="session", autouse=True)
 def _metrics_cache(tmp_path_factory):
-    """One classifier cache per test session (subprocess runs inherit it): each data set's
-    metric classifier is trained once, and nothing is written to the user's ~/.cache."""
+    """One classifier cache per test session, shared by its xdist workers (subprocess runs
+    inherit it): each data set's metric classifier is trained once — by the first worker
+    that needs it while the other waits on its lock — and nothing is written to the user's
+    ~/.cache."""
     import os
 
     old = os.environ.get("EBM_CACHE_DIR")
-    os.environ["EBM_CACHE_DIR"] = str(tmp_path_factory.mktemp("ebm-cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the workers' temporary folders share the session's
+        shared = tmp_path_factory.getbasetemp().parent / "ebm-cache"
+        shared.mkdir(exist_ok=True)
+    else:
+        shared = tmp_path_factory.mktemp("ebm-cache")
+    os.environ["EBM_CACHE_DIR"] = str(shared)
     yield
     if old is None:
         os.environ.pop("EBM_CACHE_DIR", None)

@@ -12,6 +12,7 @@ SMALL = ["--set", "run.steps=2", "--set", "run.eval_samples=64", "--set", "tasks
          "--set", "tasks.inpaint_mean.n=16", "--set", "tasks.denoise.n=16", "--set", "tasks.ood.n=100"]
 
 
+@pytest.mark.slow  # the smoke test runs the recipe's two steps and tasks; `ebm eval` is tested on the toy
 @pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
 def test_fmnist_inpaint_runs_two_steps_with_its_tasks_and_eval_repeats_them(tmp_path):
     out = tmp_path / "run"

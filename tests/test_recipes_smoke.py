@@ -20,8 +20,8 @@ import ebmcore
 from ebmcore.train import run_recipe
 
 # the experiments users run, plus fixture recipes for components without an experiment yet;
-# the texture recipes and fmnist-inpaint run two steps, with more checks, in their own tests
-COVERED = {"texture-frame", "texture-multigrid", "fmnist-inpaint"}
+# the texture recipes run two steps, with more checks, in their own tests
+COVERED = {"texture-frame", "texture-multigrid"}
 RECIPES = [r for r in sorted((ROOT / "recipes").glob("*.toml")) if r.stem not in COVERED] + sorted(
     (ROOT / "tests" / "fixtures" / "recipes").glob("*.toml"))
 
@@ -63,6 +63,10 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
             overrides += [f"tasks.{label}.per_class=2", f"tasks.{label}.iterations=20"]
         if task["type"] == "forecast":  # a few windows, short chains
             overrides += [f"tasks.{label}.n=8", f"tasks.{label}.k=2", f"tasks.{label}.n_steps=3"]
+        if task["type"] in ("inpaint", "denoise"):  # a few images
+            overrides += [f"tasks.{label}.n=16"]
+        if task["type"] == "ood":  # a part of the test split
+            overrides += [f"tasks.{label}.n=100"]
         if task["type"] == "plan":  # a few scenes, short chains
             overrides += [f"tasks.{label}.n=8", f"tasks.{label}.n_steps=3"]
     if tomllib.loads(recipe.read_text()).get("sampler", {}).get("type") == "patch_pyramid":  # short chains, 4 samples

@@ -7,6 +7,8 @@ recipe of the classifier, so a different data set or size never reuses a stale f
 The cache folder is ``$EBM_CACHE_DIR`` or ``~/.cache/ebm``.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ebmcore import EbmError
 from ebmcore.kit.files import atomic_write
 
 #: bump when the architecture or training changes: old cache files are then ignored
@@ -97,9 +100,42 @@ def load_or_train(x: Tensor, y: Tensor, num_classes: int, *, name: str,
     A cache file whose hash does not match its sidecar is ignored and rebuilt.
     """
     path = cache_dir() / f"classifier-{_key(x, y, num_classes)}.safetensors"
+    with _training_lock(path):  # two processes needing it at once: one trains, the other reads it after
+        cached = _cached(path, num_classes, x.shape[1])
+        if cached is not None:
+            return cached
+        print(f"ebm-image: training the {name} classifier for metrics (once; cached in {path.parent})",
+              file=sys.stderr)
+        return _train_and_cache(path, x, y, num_classes, name=name, heldout=heldout)
+
+
+@contextlib.contextmanager
+def _training_lock(path: Path):
+    """An exclusive flock on ``<cache file>.lock`` (released when the process ends, however)."""
+    lock = path.with_suffix(".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise EbmError(f"{lock}: cannot open the metrics classifier's cache ({exc.strerror or exc}); "
+                       f"set EBM_CACHE_DIR to a folder this user may write") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"ebm-image: waiting for another process to train the classifier in {path.parent}",
+                  file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _cached(path: Path, num_classes: int, channels: int) -> tuple[Classifier, dict] | None:
+    """The classifier cached at ``path`` if its file matches its sidecar's hash."""
     info_path = path.with_suffix(".json")
     with torch.random.fork_rng(devices=[]):  # its initial weights are replaced: evaluating shifts no RNG
-        model = Classifier(x.shape[1], num_classes)
+        model = Classifier(channels, num_classes)
     try:
         info, blob = json.loads(info_path.read_text()), path.read_bytes()
         if hashlib.sha256(blob).hexdigest() == info.get("sha256"):
@@ -107,9 +143,12 @@ def load_or_train(x: Tensor, y: Tensor, num_classes: int, *, name: str,
             return model.eval(), info
         print(f"ebm-image: {path} does not match its hash; rebuilding it", file=sys.stderr)
     except (OSError, ValueError):
-        pass  # not cached yet (or unreadable): train below
-    print(f"ebm-image: training the {name} classifier for metrics (once; cached in {path.parent})",
-          file=sys.stderr)
+        pass  # not cached yet (or unreadable)
+    return None
+
+
+def _train_and_cache(path: Path, x: Tensor, y: Tensor, num_classes: int, *, name: str,
+                     heldout: tuple[Tensor, Tensor] | None) -> tuple[Classifier, dict]:
     model = train_classifier(x, y, num_classes)
     blob = safetensors.torch.save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
     info = {"data": name, "images": len(x), "shape": list(x.shape[1:]), "classes": num_classes,
@@ -117,7 +156,6 @@ def load_or_train(x: Tensor, y: Tensor, num_classes: int, *, name: str,
     if heldout is not None:
         _, pred = model.embed(heldout[0])
         info["accuracy"] = round(float((pred == heldout[1]).float().mean()), 4)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, blob)
-    atomic_write(info_path, json.dumps(info, indent=1).encode())  # last: the commit mark
+    atomic_write(path.with_suffix(".json"), json.dumps(info, indent=1).encode())  # last: the commit mark
     return model, info

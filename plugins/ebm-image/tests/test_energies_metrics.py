@@ -119,7 +119,7 @@ def test_digits_classifier_is_trained_once_cached_as_safetensors_and_reloaded(di
     model, info = clf.load_or_train(data.x, data.labels, 10, name="digits", heldout=(held.x, held.cond))
     assert info["accuracy"] > 0.9
     files = sorted(p.suffix for p in digits_cache.iterdir())
-    assert files == [".json", ".safetensors"]  # nothing pickled
+    assert files == [".json", ".lock", ".safetensors"]  # nothing pickled (the lock file is empty)
 
     def no_training(*args, **kwargs):
         raise AssertionError("retrained although cached")
@@ -129,6 +129,48 @@ def test_digits_classifier_is_trained_once_cached_as_safetensors_and_reloaded(di
     assert info2 == info
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+TRAIN_TINY = """
+import sys, torch
+from ebm_image import classifier as clf
+clf.MIN_STEPS = 30
+g = torch.Generator().manual_seed(0)
+x = torch.rand(64, 1, 4, 4, generator=g) * 2 - 1
+clf.load_or_train(x, (x.mean((1, 2, 3)) > 0).long(), 2, name="tiny")
+"""
+
+
+def test_a_process_waits_for_another_training_the_classifier_then_reads_its_cache(cache):
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 4, 4, generator=g) * 2 - 1
+    y = (x.mean((1, 2, 3)) > 0).long()
+    path = cache / f"classifier-{clf._key(x, y, 2)}.safetensors"
+    cache.mkdir()
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # this process is training it
+        log = cache.parent / "other.log"
+        with open(log, "w") as err:
+            other = subprocess.Popen([sys.executable, "-c", TRAIN_TINY], stderr=err)
+        deadline = time.monotonic() + 60
+        while "waiting for another process" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "waiting for another process" in log.read_text() and other.poll() is None
+        clf._train_and_cache(path, x, y, 2, name="tiny", heldout=None)
+    assert other.wait(timeout=60) == 0
+    assert "training the" not in log.read_text()  # it read the cache written while it waited
+
+
+def test_an_unwritable_cache_is_an_error_naming_it_and_the_variable(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("EBM_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    with pytest.raises(EbmError, match=r"file/cache/classifier-.*\.lock: cannot open .*EBM_CACHE_DIR"):
+        clf.load_or_train(torch.zeros(4, 1, 4, 4), torch.zeros(4, dtype=torch.long), 2, name="tiny")
 
 
 def test_a_tampered_classifier_cache_is_rebuilt_not_trusted(cache):
