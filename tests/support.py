@@ -31,3 +31,35 @@ def ebm(*args, env: dict | None = None, cwd=None, timeout: float = 300) -> subpr
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "ebmcore", *map(str, args)], capture_output=True,
                           text=True, env=full_env, cwd=cwd, timeout=timeout)
+
+
+def records(out: Path) -> list[dict]:
+    """A run's metrics records without their timings."""
+    import json
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+            for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def killed_and_resumed(recipe: Path, tmp_path: Path, *, timeout: float = 600) -> tuple[list[dict], list[dict]]:
+    """The records of ``recipe`` run through, and of the same run SIGKILLed at (or just after)
+    its first checkpoint, then resumed; both on one torch thread (another thread count sums
+    in another order)."""
+    import signal
+    import time
+
+    env = {"OMP_NUM_THREADS": "1"}
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    r = ebm("run", recipe, "--out", full, "--quiet", env=env, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "ebmcore", "run", str(recipe), "--out", str(killed), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    deadline = time.monotonic() + timeout
+    while not list((killed / "checkpoints").glob("step-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    still_running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert still_running, "the run ended before the kill: make it longer"
+    r = ebm("run", recipe, "--out", killed, "--resume", "--quiet", env=env, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return records(full), records(killed)

@@ -4,10 +4,8 @@ or skipped and counted, and peak memory that does not grow with the folder (slow
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ import tomli_w
 import torch
 from ebm_image.streaming import StreamedFolder
 from PIL import Image
+from support import killed_and_resumed
 
 import ebmcore
 from ebmcore import EbmError
@@ -108,40 +107,10 @@ def _recipe(path, root, **run):
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def _ebm(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "ebmcore", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
-
-
-def _training(out):
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
-def _killed_and_resumed(recipe, tmp_path):
-    """The records of ``recipe`` run through, and run, SIGKILLed at its first checkpoint,
-    then resumed."""
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    r = _ebm("run", recipe, "--out", full, "--quiet", timeout=1200)
-    assert r.returncode == 0, r.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "ebmcore", "run", str(recipe), "--out", str(killed), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.monotonic() + 600
-    while not list((killed / "checkpoints").glob("step-*.json")) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    still_running = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)  # at the first checkpoint or a little after: mid-epoch
-    proc.wait()
-    assert still_running, "the run ended before the kill: make it longer"
-    r = _ebm("run", recipe, "--out", killed, "--resume", "--quiet", timeout=1200)
-    assert r.returncode == 0, r.stderr
-    return _training(full), _training(killed)
-
-
 def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path):
     root = make_folder(tmp_path / "f", 100)
     (root / "class1" / "000011.png").write_bytes(b"broken")
-    full, resumed = _killed_and_resumed(_recipe(tmp_path / "r.toml", root), tmp_path)  # 6 batches an epoch
+    full, resumed = killed_and_resumed(_recipe(tmp_path / "r.toml", root), tmp_path)  # 6 batches an epoch
     assert resumed == full and len(full) == 40
     assert full[-1]["data/skipped_files"] >= 1
 
@@ -194,5 +163,5 @@ def test_a_100k_folder_trains_on_two_ranks_in_the_memory_of_10k_and_resumes_afte
     assert min(peaks[10_000]) > 0, peaks  # both peaks measured
     for small, large in zip(peaks[10_000], peaks[100_000], strict=True):
         assert large <= 1.1 * small, peaks
-    full, resumed = _killed_and_resumed(tmp_path / "r100000.toml", tmp_path)  # 6,250 batches an epoch
+    full, resumed = killed_and_resumed(tmp_path / "r100000.toml", tmp_path, timeout=1200)  # 6,250 batches an epoch
     assert resumed == full and len(full) == 30

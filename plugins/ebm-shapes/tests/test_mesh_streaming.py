@@ -5,7 +5,6 @@ counted, and a run that trains and resumes on it."""
 import pytest
 import torch
 from ebm_shapes.data import MeshVoxels, StreamedMeshes
-from ebm_shapes.meshes import PRIMITIVES, primitive_mesh, primitive_parameters, write_off
 from ebm_shapes.points import StreamedClouds
 
 from ebmcore import EbmError
@@ -15,13 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def folder(tmp_path):
-    g = torch.Generator().manual_seed(0)
-    root = tmp_path / "meshes"
-    root.mkdir()
-    for i, kind in enumerate(PRIMITIVES * 3):
-        write_off(root / f"{i:02d}-{kind}.off", *primitive_mesh(kind, primitive_parameters(kind, g), segments=10))
-    return root
+def folder(mesh_folder):
+    return mesh_folder(copies=3, segments=10)
 
 
 def meshes(root, **keys):

@@ -79,17 +79,8 @@ def test_corrupt_and_non_mesh_files_are_refused_naming_them(tmp_path):
         read_mesh(tmp_path / "missing.off")
 
 
-def _mesh_folder(tmp_path):
-    g = torch.Generator().manual_seed(0)
-    folder = tmp_path / "meshes"
-    folder.mkdir()
-    for i, kind in enumerate(PRIMITIVES * 2):
-        write_off(folder / f"{i:02d}-{kind}.off", *primitive_mesh(kind, primitive_parameters(kind, g), segments=12))
-    return folder
-
-
-def test_meshes_from_a_folder_and_an_archive(tmp_path):
-    folder = _mesh_folder(tmp_path)
+def test_meshes_from_a_folder_and_an_archive(tmp_path, mesh_folder):
+    folder = mesh_folder()
     d = build("data", "meshes", path=str(folder), res=16, heldout=0.2)
     assert d.event_shape == (1, 16, 16, 16) and len(d.dataset().x) == 8 and len(d.heldout().x) == 2
     assert d.num_classes is None and set(d.dataset().x.unique().tolist()) == {-1.0, 1.0}

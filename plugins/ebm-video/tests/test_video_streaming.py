@@ -2,12 +2,7 @@
 temporary file, the same clips and batches as in memory, an exact resume after SIGKILL
 mid-epoch, and a full disk ends in an error naming the folder."""
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +11,7 @@ import torch
 from ebm_video.data import StreamedVideo
 from ebm_video.io import CHUNK
 from ebm_video.streaming import FrameFile
+from support import killed_and_resumed
 
 from ebmcore import EbmError
 from ebmcore.build import build
@@ -87,28 +83,6 @@ def _recipe(path, video_path):
     return path
 
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread in every run compared
-
-
-def _records(out):
-    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
-            for line in (out / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_a_streamed_video_run_killed_mid_epoch_resumes_exactly(long_video, tmp_path):
-    recipe = _recipe(tmp_path / "r.toml", long_video)
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    run = [sys.executable, "-m", "ebmcore", "run", str(recipe), "--quiet", "--out"]
-    r = subprocess.run([*run, str(full)], capture_output=True, text=True, timeout=300, env=ENV)
-    assert r.returncode == 0, r.stderr
-    proc = subprocess.Popen([*run, str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.monotonic() + 120
-    while not list((killed / "checkpoints").glob("step-*.json")) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    still_running = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)  # at step 5 or a little after: mid-epoch (12 batches an epoch)
-    proc.wait()
-    assert still_running, "the run ended before the kill: make it longer"
-    r = subprocess.run([*run, str(killed), "--resume"], capture_output=True, text=True, timeout=300, env=ENV)
-    assert r.returncode == 0, r.stderr
-    assert _records(killed) == _records(full) and len(_records(full)) == 30
+    full, resumed = killed_and_resumed(_recipe(tmp_path / "r.toml", long_video), tmp_path)  # mid-epoch: 15 batches an epoch
+    assert resumed == full and len(full) == 30
