@@ -24,7 +24,7 @@ from ebm_video.pictures import clips_gif, clips_png
 from ebm_video.streaming import FileClips, FrameFile
 from ebmcore import Batch, Data, EbmError
 from ebmcore import config as cfg
-from ebmcore.kit.memory import tensor_bytes
+from ebmcore.kit.memory import check_fits, tensor_bytes
 from ebmcore.kit.streaming import DecodedStream, spaced
 
 #: Debian's ``opencv-doc`` ships this classic dynamic texture (a tree swaying by a window)
@@ -165,6 +165,8 @@ class VideoData(ClipData):
                            f"{count - held} to train on and {held} held out ($.data.heldout = {c.heldout}); "
                            f"each part needs at least one clip")
         if spilled is None:
+            check_fits("$.data.memory_mb", count * frame_bytes * (1 + max(1, c.clip / c.stride)),
+                       what=f"the frames and clips of {path}; a smaller memory_mb streams them")
             frames = torch.cat(kept)
             train, test = frames[:-held], frames[-held:]
             return cls(clips(train, c.clip, c.stride), clips(test, c.clip, c.stride), batch_size=c.batch_size,

@@ -86,3 +86,13 @@ def _recipe(path, video_path):
 def test_a_streamed_video_run_killed_mid_epoch_resumes_exactly(long_video, tmp_path):
     full, resumed = killed_and_resumed(_recipe(tmp_path / "r.toml", long_video), tmp_path)  # mid-epoch: 15 batches an epoch
     assert resumed == full and len(full) == 30
+
+
+def test_clips_within_memory_mb_but_beyond_the_machine_name_the_key(long_video, monkeypatch):
+    from ebmcore.kit import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 400 * 2**10)  # a chunk fits, the clips do not
+    with pytest.raises(EbmError, match=r"^\$\.data\.memory_mb: needs an estimated .* \(the frames and clips of "
+                                       r".*long\.mkv; a smaller memory_mb streams them\)"):
+        video(long_video)
+    assert isinstance(video(long_video, memory_mb=0.1, workers=0), StreamedVideo)  # streamed, it trains
