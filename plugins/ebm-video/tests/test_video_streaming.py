@@ -91,6 +91,7 @@ def test_a_streamed_video_run_killed_mid_epoch_resumes_exactly(long_video, tmp_p
 def test_clips_within_memory_mb_but_beyond_the_machine_name_the_key(long_video, monkeypatch):
     from ebmcore.kit import memory
 
+    monkeypatch.setattr("ebm_video.io.CHUNK", 64)
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 400 * 2**10)  # a chunk fits, the clips do not
     with pytest.raises(EbmError, match=r"^\$\.data\.memory_mb: needs an estimated .* \(the frames and clips of "
                                        r".*long\.mkv; a smaller memory_mb streams them\)"):
