@@ -40,10 +40,11 @@ def records(out: Path) -> list[dict]:
             for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
 
-def killed_and_resumed(recipe: Path, tmp_path: Path, *, timeout: float = 600) -> tuple[list[dict], list[dict]]:
+def killed_and_resumed(recipe: Path, tmp_path: Path, *, timeout: float = 600,
+                       after_kill=None) -> tuple[list[dict], list[dict]]:
     """The records of ``recipe`` run through, and of the same run SIGKILLed at (or just after)
     its first checkpoint, then resumed; both on one torch thread (another thread count sums
-    in another order)."""
+    in another order). ``after_kill(run_dir)`` looks at the killed run before the resume."""
     import signal
     import time
 
@@ -60,6 +61,8 @@ def killed_and_resumed(recipe: Path, tmp_path: Path, *, timeout: float = 600) ->
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert still_running, "the run ended before the kill: make it longer"
+    if after_kill is not None:
+        after_kill(killed)
     r = ebm("run", recipe, "--out", killed, "--resume", "--quiet", env=env, timeout=timeout)
     assert r.returncode == 0, r.stderr
     return records(full), records(killed)

@@ -10,7 +10,7 @@ import time
 import pytest
 import safetensors.torch
 import torch
-from support import ROOT, ebm, write_recipe
+from support import ROOT, ebm, killed_and_resumed, write_recipe
 
 import ebmcore
 from ebmcore import EbmError, PluginHost, default_host
@@ -60,25 +60,11 @@ def test_run_threads_sets_torchs_cpu_threads(tmp_path, tiny):
 
 def test_resume_after_sigkill_reproduces_the_uninterrupted_metrics(tmp_path, tiny):
     tiny["run"].update(steps=300, log_every=1, checkpoint_every=25)
-    recipe = write_recipe(tmp_path / "r.toml", tiny)
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    assert ebm("run", recipe, "--out", full, "--quiet").returncode == 0
 
-    proc = subprocess.Popen([sys.executable, "-m", "ebmcore", "run", str(recipe), "--out", str(killed), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list((killed / "checkpoints").glob("step-*.json")) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    still_running = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert still_running, "the run ended before the kill: make it longer"
-    assert not (killed / "samples.png").exists()
-
-    r = ebm("run", recipe, "--out", killed, "--resume", "--quiet")
-    assert r.returncode == 0, r.stderr
-    assert _metrics(killed) == _metrics(full)
-    assert len(_metrics(full)) == 300
+    def no_final_pictures(killed):
+        assert not (killed / "samples.png").exists()
+    full, resumed = killed_and_resumed(write_recipe(tmp_path / "r.toml", tiny), tmp_path, after_kill=no_final_pictures)
+    assert resumed == full and len(full) == 300
 
 
 def test_resume_may_raise_the_step_count_only(tmp_path, tiny):
