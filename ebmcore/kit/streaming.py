@@ -100,7 +100,7 @@ class DecodedStream(Shuffled):
         if labels is not None and len(labels) != len(examples):
             raise ValueError(f"{len(labels)} labels for {len(examples)} examples")
         self.examples, self.labels, self.workers = examples, labels, workers
-        self.skip_bad, self.skip_hint, self.skipped, self._listed = skip_bad, skip_hint, skipped, skipped
+        self.skip_bad, self.skip_hint, self.skipped = skip_bad, skip_hint, skipped
         weakref.finalize(self, _AHEAD.pop, id(self), None)
 
     def next(self) -> Batch:
@@ -131,7 +131,7 @@ class DecodedStream(Shuffled):
 
     def restore(self, tensors: dict[str, Tensor]) -> None:
         super().restore(tensors)
-        self.skipped = int(tensors.get("data/skipped_files", torch.tensor(self._listed)))
+        self.skipped = int(tensors["data/skipped_files"])  # state() always writes it
         _AHEAD.pop(id(self), None)
 
     def metrics(self) -> dict[str, float]:
