@@ -65,6 +65,15 @@ def test_two_ranks_keep_identical_parameters_and_reduce_their_metrics(two_ranks)
     assert int(tensors["data/pos"]) == 15 * 128  # 30 steps: two epochs of 15 global batches of 2 × 64
 
 
+def test_leaving_the_process_group_stops_its_threads(two_ranks):
+    # gloo threads still running at exit abort a process now and then (SIGABRT): the group
+    # must be freed, not only destroyed (see World.join)
+    for rank in two_ranks[3]:
+        if rank["threads"] is None:
+            pytest.skip("no /proc/self/task to list a process's threads")
+        assert not [t for t in rank["threads"] if "gloo" in t], rank["threads"]
+
+
 def test_only_rank_zero_writes_one_set_of_outputs(two_ranks):
     _, _, out, _, stdout = two_ranks
     names = {p.name for p in out.iterdir()} - {"tensorboard"}  # the plugin's, where installed

@@ -57,6 +57,12 @@ class World:
             return
         backend = "nccl" if device.type == "cuda" else "gloo"
         if not dist.is_initialized():
+            # torch imports torch._dynamo lazily (the first optimizer does); imported after the
+            # group exists, it keeps references to it (torch.distributed._shard), so that
+            # destroy_process_group leaves gloo's threads running at exit, where they now and
+            # then abort the process ("terminate called without an active exception")
+            import torch._dynamo  # noqa: F401
+
             if device.type == "cuda":
                 torch.cuda.set_device(device)
             dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
