@@ -13,7 +13,9 @@ held-out data (floor), noise, a Gaussian fitted to the training data — with th
 the Gaussian and the spread of the draws. One evaluation draw is noisy (FD spans several
 points between draws of 1,000 for the same model): thresholds are judged on the mean.
 ``--rescore`` scores the same final model again with recipe overrides (e.g. a persistent
-model's buffer chains), one more row per recipe. Run it on an idle machine. A run directory
+model's buffer chains), one more row per recipe. A recipe's own tasks that score samples
+beside a fitted Gaussian (``generator_chains``) get a row each too, as the run's final
+record has them (their draws are the task's, so no spread is shown). Run it on an idle machine. A run directory
 that already exists under ``--out`` is left alone: ``ebm run`` refuses it and that recipe
 fails. Any failed recipe makes the exit status non-zero, after the others have run.
 """
@@ -63,6 +65,23 @@ def score(out: Path, draws: int, overrides: list[str]) -> dict[str, float]:
             f"{name}/vs_gaussian": mean[name] / mean[f"{name}/gaussian"]}
 
 
+def line(row: dict, spread: str) -> str:
+    """A row of the printed table."""
+    s = row["score"]
+    return (f"{row['recipe']:<24} {row['scored_with']:<32} {row['cpu_s']:>7.0f} {s:>6} {row[s]:>9.4g} {spread:>19} "
+            f"{row[f'{s}/heldout']:>9.4g} {row[f'{s}/noise']:>9.4g} {row[f'{s}/gaussian']:>9.4g} "
+            f"{row[f'{s}/vs_gaussian']:>9.3f}")
+
+
+def task_scores(out: Path) -> dict[str, dict[str, float]]:
+    """Label → metrics of each task in the run's final record that scores samples beside a
+    fitted Gaussian (``<label>/fd/gaussian``…), the label's prefix removed."""
+    final = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    labels = sorted({k.split("/")[0] for k in final if k.endswith("/gaussian") and k.count("/") == 2})
+    return {label: {k[len(label) + 1:]: v for k, v in final.items() if k.startswith(f"{label}/")}
+            for label in labels}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipes", nargs="+", required=True, help="names under recipes/, or paths to .toml files")
@@ -98,15 +117,18 @@ def main() -> None:
             s = m["score"]
             row = {"recipe": name, "scored_with": rescore or "recipe", "cpu_s": round(cpu, 1), **m}
             rows.append(row)
-            spread = f"{m[f'{s}/min']:.4g}..{m[f'{s}/max']:.4g}"
-            print(f"{name:<24} {row['scored_with']:<32} {cpu:>7.0f} {s:>6} {m[s]:>9.4g} {spread:>19} "
-                  f"{m[f'{s}/heldout']:>9.4g} {m[f'{s}/noise']:>9.4g} {m[f'{s}/gaussian']:>9.4g} "
-                  f"{m[f'{s}/vs_gaussian']:>9.3f}")
+            print(line(row, f"{m[f'{s}/min']:.4g}..{m[f'{s}/max']:.4g}"))
             yardsticks = {s, *(f"{s}/{k}" for k in ("heldout", "noise", "gaussian", "vs_gaussian", "min", "max"))}
             shown = {k: round(v, 5) for k, v in m.items()  # the data's other scores (h = 0.1, classes…)
                      if isinstance(v, float) and k not in yardsticks}
             if shown:
                 print(f"{'':<24} also: {shown}")
+        for label, m in task_scores(out).items():
+            s = headline(m)
+            row = {"recipe": name, "scored_with": f"task {label}", "cpu_s": round(cpu, 1), "score": s, **m,
+                   f"{s}/vs_gaussian": m[s] / m[f"{s}/gaussian"]}
+            rows.append(row)
+            print(line(row, "(the task's draws)"))
     if args.json:
         args.json.write_text(json.dumps({"runs": rows, "failed": failed}, indent=1))
     if failed:

@@ -67,6 +67,8 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
             overrides += [f"tasks.{label}.n=16"]
         if task["type"] == "ood":  # a part of the test split
             overrides += [f"tasks.{label}.n=100"]
+        if task["type"] == "generator_chains":  # one draw of a few short chains
+            overrides += [f"tasks.{label}.n=16", f"tasks.{label}.n_steps=3", f"tasks.{label}.draws=1"]
         if task["type"] == "plan":  # a few scenes, short chains
             overrides += [f"tasks.{label}.n=8", f"tasks.{label}.n_steps=3"]
     if tomllib.loads(recipe.read_text()).get("sampler", {}).get("type") == "patch_pyramid":  # short chains, 4 samples

@@ -1,4 +1,5 @@
-"""Maximum-likelihood learning for ebm, and the generators that start its chains."""
+"""Maximum-likelihood learning for ebm, the generators that start its chains, and the task
+that scores chains continued from a generator (a replay buffer)."""
 
 from ebm_mle.generators import (
     DataInit,
@@ -13,9 +14,11 @@ from ebm_mle.generators import (
     UniformNoiseConfig,
 )
 from ebm_mle.objectives import MaximumLikelihood, MLEConfig
+from ebm_mle.tasks import GeneratorChains, GeneratorChainsConfig
 from ebmcore import Component, hookimpl
 
-__all__ = ["DataInit", "FittedGaussianNoise", "GaussianNoise", "MaximumLikelihood", "ReplayBuffer", "UniformNoise"]
+__all__ = ["DataInit", "FittedGaussianNoise", "GaussianNoise", "GeneratorChains", "MaximumLikelihood", "ReplayBuffer",
+           "UniformNoise"]
 
 
 @hookimpl
@@ -28,5 +31,7 @@ def ebm_components():
         Component("generator", "fitted_gaussian", FittedGaussianConfig, FittedGaussianNoise.from_config,
                   requires=("data",)),
         Component("objective", "mle", MLEConfig, MaximumLikelihood.from_config,
+                  requires=("energy", "sampler", "generator")),
+        Component("task", "generator_chains", GeneratorChainsConfig, GeneratorChains.from_config,
                   requires=("energy", "sampler", "generator")),
     ]

@@ -219,3 +219,50 @@ def test_fitted_gaussian_per_class_with_fewer_examples_than_dimensions_keeps_eac
     basis = torch.linalg.svd(x[:3] - x[:3].mean(0), full_matrices=False).Vh[:2]
     centred = draws - x[:3].mean(0)
     assert torch.allclose(centred - centred @ basis.T @ basis, torch.zeros_like(centred), atol=1e-4)
+
+
+class _Scored:
+    """Data that scores samples by their mean and records the pictures asked of it."""
+
+    def __init__(self):
+        self.pictures, self.scores = [], []
+
+    def evaluate(self, x):
+        self.scores.append(x.mean().item())
+        return {"mean": self.scores[-1]}
+
+    def save_samples(self, x, path):
+        self.pictures.append((path, len(x)))
+
+
+def test_generator_chains_continue_the_buffer_never_write_it_and_average_their_draws(tmp_path):
+    from ebm_mle import GeneratorChains
+    from ebm_mle.tasks import GeneratorChainsConfig
+
+    buf = ReplayBuffer((2,), size=64, reinit=0.0, noise=UniformNoise((2,), low=-1, high=1))
+    buf.update(torch.cat([torch.full((32, 2), 40.0), torch.full((32, 2), 60.0)]))
+    before = buf.x.clone()
+    task = GeneratorChains(GeneratorChainsConfig(n=8, n_steps=1, draws=20), _Quadratic(),
+                           Langevin(step_size=1e-6, n_steps=50, noise=0.0), buf)
+    data = _Scored()
+    metrics = task.run(None, data, rng=torch.Generator().manual_seed(0), out=tmp_path)
+    # 8 of the 64 chains a draw (one draw's mean is 40 … 60): the metric is the draws' mean
+    assert len(data.scores) == 20 and len(set(data.scores)) > 1
+    assert metrics == {"mean": pytest.approx(sum(data.scores) / 20)}
+    assert metrics["mean"] == pytest.approx(50.0, abs=2.5)
+    assert data.pictures == [(tmp_path / "samples.png", 8)]  # the first draw's
+    assert torch.equal(buf.x, before) and int(buf.ptr) == 0
+
+
+def test_generator_chains_refuse_a_conditional_generator_naming_the_task():
+    from ebm_mle.tasks import GeneratorChains, GeneratorChainsConfig
+
+    from ebmcore import Condition
+
+    class Labelled(UniformNoise):
+        condition = Condition.LABEL
+
+    ctx = BuildContext()
+    ctx.built.update(energy=_Quadratic(), sampler=Langevin(step_size=0.1, n_steps=1), generator=Labelled((2,)))
+    with pytest.raises(EbmError, match="task 'generator_chains' scores unconditional samples.*label"):
+        GeneratorChains.from_config(GeneratorChainsConfig(), ctx)
