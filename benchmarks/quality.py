@@ -15,9 +15,9 @@ points between draws of 1,000 for the same model): thresholds are judged on the 
 ``--rescore`` scores the same final model again with recipe overrides (e.g. a persistent
 model's buffer chains), one more row per recipe. A recipe's own tasks that score samples
 beside a fitted Gaussian (``generator_chains``) get a row each too, as the run's final
-record has them (their draws are the task's, so no spread is shown). Run it on an idle machine. A run directory
-that already exists under ``--out`` is left alone: ``ebm run`` refuses it and that recipe
-fails. Any failed recipe makes the exit status non-zero, after the others have run.
+record has them (their draws are the task's, so no spread is shown). Run it on an idle
+machine. A run directory that already exists under ``--out`` is left alone: ``ebm run``
+refuses it and that recipe fails. Any failed recipe makes the exit status non-zero, after the others have run.
 """
 
 import argparse
