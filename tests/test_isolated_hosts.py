@@ -68,6 +68,7 @@ CASES = {
     # restarting from the fitted Gaussian builds generator 'fitted_gaussian' through the context
     ("generator", "replay_buffer"): {"data": VECTORS, "generator": ("replay_buffer", {"fresh": "fitted"})},
     ("objective", "mle"): {"data": VECTORS, **CHAINS, "objective": ("mle", {})},
+    ("task", "generator_chains"): {"data": VECTORS, **CHAINS, "task": ("generator_chains", {})},
     ("data", "stripes"): {"data": ("stripes", {"size": 8, "n_train": 16})},
     ("energy", "multiscale"): {"data": ("standin", {"shape": [1, 16, 16]}),
                                "energy": ("multiscale", {"resolutions": [4, 16], "width": 4})},
