@@ -59,8 +59,8 @@ class World:
         if not dist.is_initialized():
             # torch imports torch._dynamo lazily (the first optimizer does); imported after the
             # group exists, it keeps references to it (torch.distributed._shard), so that
-            # destroy_process_group leaves gloo's threads running at exit, where they now and
-            # then abort the process ("terminate called without an active exception")
+            # destroy_process_group leaves gloo's threads running at exit: the likely cause of
+            # the rank CI once saw abort there ("terminate called without an active exception")
             import torch._dynamo  # noqa: F401
 
             if device.type == "cuda":
