@@ -37,6 +37,10 @@ class ConditionalMLEConfig:
         "where chains start in the free part: 'interpolate' (a scene's straight line, a motion's held last pose) "
         "or 'extrapolate' (constant velocity after the last observed time)", default="interpolate")
     start_noise: float = cfg.non_negative("std of Gaussian noise added to the start's free entries", default=0.1)
+    negatives_from: Literal["guess", "data"] = cfg.doc(
+        "where the training chains start: the guess (`start`), or the window's own free entries (contrastive "
+        "divergence, Hinton 2002: negatives near the data); plus start_noise either way. Completions "
+        "(evaluation samples) always start from the guess", default="guess")
     data_noise: float = cfg.non_negative("std of Gaussian noise added to the data's free entries", default=0.0)
     alpha: float = cfg.non_negative("weight of the energy-magnitude regulariser α·(E⁺² + E⁻²)", default=0.0)
     sample_steps: int | None = attrs.field(
@@ -79,7 +83,11 @@ class ConditionalMLE(Objective):
         if self.c.data_noise:
             x = torch.where(observed, x, x + self.c.data_noise * torch.randn(x.shape, generator=rng,
                                                                             device=rng.device).to(x.device))
-        x0 = chain_start(x, observed, self.c.start, self.c.start_noise, rng)
+        if self.c.negatives_from == "data":
+            noise = self.c.start_noise * torch.randn(x.shape, generator=rng, device=rng.device).to(x.device)
+            x0 = torch.where(observed, x, x + noise)
+        else:
+            x0 = chain_start(x, observed, self.c.start, self.c.start_noise, rng)
         x_neg = self.sampler.run(x0, self.energy, rng=rng, mask=observed)
         loss, metrics = maximum_likelihood_loss(self.energy, x, x_neg, None, self.c.alpha)
         return {"energy": loss}, metrics

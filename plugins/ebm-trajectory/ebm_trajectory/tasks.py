@@ -83,8 +83,9 @@ class ForecastConfig:
     start_noise: float = cfg.non_negative("std of noise added to the start's free entries", default=0.1)
     kernel: str | None = _KERNEL
     kernel_options: dict[str, Any] = _OPTIONS
-    n_steps: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)),
-                                      metadata={"doc": "chain steps (default: the kernel's n_steps)"})
+    n_steps: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)),
+                                      metadata={"doc": "chain steps (default: the kernel's n_steps); 0: the starts "
+                                                       "are only ranked by their energy (retrieval reranked)"})
     batch: int = cfg.positive("windows per chain batch", default=256)
     show: int = cfg.positive("windows drawn in forecast.png", default=4)
 
@@ -141,7 +142,8 @@ class Forecast(Task):
                     x0 = torch.where(ms, xs, xs + self.c.start_noise * noise)
                 else:
                     x0 = chain_start(xs, ms, self.c.start, self.c.start_noise, rng)
-                y = self.sampler.run(x0, self.energy, self.c.n_steps, rng=rng, mask=ms)
+                y = x0 if self.c.n_steps == 0 else self.sampler.run(x0, self.energy, self.c.n_steps, rng=rng,
+                                                                    mask=ms)
                 with torch.no_grad():
                     es.append(self.energy(y).cpu())
                 done.append(y.cpu())

@@ -257,3 +257,32 @@ def test_the_energies_take_windows_and_refuse_other_shapes():
     ctx.event_shape = (1, 8, 8)
     with pytest.raises(EbmError, match="temporal_convnet' needs trajectories"):
         ctx.build("energy", "temporal_convnet")
+
+
+def test_a_forecast_of_no_steps_ranks_the_neighbours_futures_unchanged(tmp_path):
+    path, _ = write_csv(tmp_path / "walk.csv", frames=120)
+    recipe = {"run": {"steps": 2, "eval_samples": 4, "seed": 0},
+              "data": {"type": "mocap", "files": [str(path)], "csv_fps": 10.0, "fps": 5.0, "point_dims": 2,
+                       "up": None, "past": 3, "future": 3, "stride": 2, "batch_size": 8},
+              "energy": {"type": "temporal_convnet", "channels": [8], "top": "linear"},
+              "sampler": {"type": "langevin", "n_steps": 2, "step_size": 0.01, "noise": 0.005},
+              "objective": {"type": "conditional_mle", "negatives_from": "data", "start_noise": 0.3},
+              "tasks": {"forecast": {"type": "forecast", "horizons": [0.6], "k": 3, "start": "neighbours",
+                                     "start_noise": 0.0, "n_steps": 0}}}
+    record = run_recipe(recipe, out=str(tmp_path / "run"), progress=False, host=HOST)
+    # the k forecasts are the k neighbours' futures themselves, and the most likely is one of them
+    assert record["forecast/mean@0.6s"] == pytest.approx(record["forecast/neighbours_mean@0.6s"], abs=1e-9)
+    assert record["forecast/best_of_k@0.6s"] <= record["forecast/mde@0.6s"]
+
+@pytest.mark.parametrize("negatives_from", ["guess", "data"])
+def test_contrastive_divergence_starts_the_negatives_at_the_data(negatives_from):
+    ctx = BuildContext(registry=HOST.registry)
+    data = ctx.built["data"] = ctx.build("data", "navigation", n=8, heldout=4, length=6, obstacles=1)
+    ctx.event_shape = data.event_shape
+    ctx.built["energy"] = ctx.build("energy", "temporal_convnet", channels=[4])
+    # one noise-free step of 1e-6: the negatives are where the chains start
+    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=1, step_size=1e-6, noise=0.0)
+    objective = ctx.build("objective", "conditional_mle", start_noise=0.0, negatives_from=negatives_from)
+    _, metrics = objective.loss(data.dataset(), rng=torch.Generator().manual_seed(0))
+    same = math.isclose(metrics["energy/data"], metrics["energy/sample"], abs_tol=1e-4)
+    assert same == (negatives_from == "data")
