@@ -218,15 +218,20 @@ def test_masked_chains_keep_the_context_bit_for_bit():
     assert not torch.equal(x, held[idx])
 
 
+def mocap_recipe(path, objective, forecast):
+    """Two updates on the CSV walk of ``write_csv``, with these objective and forecast settings."""
+    return {"run": {"steps": 2, "eval_samples": 4, "seed": 0},
+            "data": {"type": "mocap", "files": [str(path)], "csv_fps": 10.0, "fps": 5.0, "point_dims": 2,
+                     "up": None, "past": 3, "future": 3, "stride": 2, "batch_size": 8},
+            "energy": {"type": "temporal_convnet", "channels": [8], "top": "linear"},
+            "sampler": {"type": "langevin", "n_steps": 2, "step_size": 0.01, "noise": 0.005},
+            "objective": {"type": "conditional_mle", **objective},
+            "tasks": {"forecast": {"type": "forecast", **forecast}}}
+
+
 def test_mocap_forecast_runs_on_a_csv(tmp_path):
     path, _ = write_csv(tmp_path / "walk.csv", frames=120)
-    recipe = {"run": {"steps": 2, "eval_samples": 4, "seed": 0},
-              "data": {"type": "mocap", "files": [str(path)], "csv_fps": 10.0, "fps": 5.0, "point_dims": 2,
-                       "up": None, "past": 3, "future": 3, "stride": 2, "batch_size": 8},
-              "energy": {"type": "temporal_convnet", "channels": [8], "top": "linear"},
-              "sampler": {"type": "langevin", "n_steps": 2, "step_size": 0.01, "noise": 0.005},
-              "objective": {"type": "conditional_mle", "start": "extrapolate"},
-              "tasks": {"forecast": {"type": "forecast", "horizons": [0.2, 0.6], "k": 2}}}
+    recipe = mocap_recipe(path, {"start": "extrapolate"}, {"horizons": [0.2, 0.6], "k": 2})
     out = tmp_path / "run"
     record = run_recipe(recipe, out=str(out), progress=False, host=HOST)
     for h in ("0.2s", "0.6s"):
@@ -261,14 +266,8 @@ def test_the_energies_take_windows_and_refuse_other_shapes():
 
 def test_a_forecast_of_no_steps_ranks_the_neighbours_futures_unchanged(tmp_path):
     path, _ = write_csv(tmp_path / "walk.csv", frames=120)
-    recipe = {"run": {"steps": 2, "eval_samples": 4, "seed": 0},
-              "data": {"type": "mocap", "files": [str(path)], "csv_fps": 10.0, "fps": 5.0, "point_dims": 2,
-                       "up": None, "past": 3, "future": 3, "stride": 2, "batch_size": 8},
-              "energy": {"type": "temporal_convnet", "channels": [8], "top": "linear"},
-              "sampler": {"type": "langevin", "n_steps": 2, "step_size": 0.01, "noise": 0.005},
-              "objective": {"type": "conditional_mle", "negatives_from": "data", "start_noise": 0.3},
-              "tasks": {"forecast": {"type": "forecast", "horizons": [0.6], "k": 3, "start": "neighbours",
-                                     "start_noise": 0.0, "n_steps": 0}}}
+    recipe = mocap_recipe(path, {"negatives_from": "data", "start_noise": 0.3},
+                          {"horizons": [0.6], "k": 3, "start": "neighbours", "start_noise": 0.0, "n_steps": 0})
     record = run_recipe(recipe, out=str(tmp_path / "run"), progress=False, host=HOST)
     # the k forecasts are the k neighbours' futures themselves, and the most likely is one of them
     assert record["forecast/mean@0.6s"] == pytest.approx(record["forecast/neighbours_mean@0.6s"], abs=1e-9)
