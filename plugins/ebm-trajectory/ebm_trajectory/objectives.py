@@ -49,8 +49,9 @@ class ConditionalMLEConfig:
 
 
 def chain_start(x: Tensor, observed: Tensor, how: str, noise: float, rng: torch.Generator) -> Tensor:
-    """The guess in the free entries of ``x``, plus Gaussian noise of std ``noise`` there."""
-    start = guess(x, observed, how)  # type: ignore[arg-type]
+    """The guess in the free entries of ``x`` (``how = "data"``: ``x``'s own), plus Gaussian noise
+    of std ``noise`` there."""
+    start = x if how == "data" else guess(x, observed, how)  # type: ignore[arg-type]
     if noise:
         start = start + noise * torch.randn(x.shape, generator=rng, device=rng.device).to(x.device)
     return torch.where(observed, x, start)
@@ -83,11 +84,8 @@ class ConditionalMLE(Objective):
         if self.c.data_noise:
             x = torch.where(observed, x, x + self.c.data_noise * torch.randn(x.shape, generator=rng,
                                                                             device=rng.device).to(x.device))
-        if self.c.negatives_from == "data":
-            noise = self.c.start_noise * torch.randn(x.shape, generator=rng, device=rng.device).to(x.device)
-            x0 = torch.where(observed, x, x + noise)
-        else:
-            x0 = chain_start(x, observed, self.c.start, self.c.start_noise, rng)
+        how = "data" if self.c.negatives_from == "data" else self.c.start
+        x0 = chain_start(x, observed, how, self.c.start_noise, rng)
         x_neg = self.sampler.run(x0, self.energy, rng=rng, mask=observed)
         loss, metrics = maximum_likelihood_loss(self.energy, x, x_neg, None, self.c.alpha)
         return {"energy": loss}, metrics

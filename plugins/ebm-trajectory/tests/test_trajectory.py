@@ -269,9 +269,9 @@ def test_a_forecast_of_no_steps_ranks_the_neighbours_futures_unchanged(tmp_path)
     recipe = mocap_recipe(path, {"negatives_from": "data", "start_noise": 0.3},
                           {"horizons": [0.6], "k": 3, "start": "neighbours", "start_noise": 0.0, "n_steps": 0})
     record = run_recipe(recipe, out=str(tmp_path / "run"), progress=False, host=HOST)
-    # the k forecasts are the k neighbours' futures themselves, and the most likely is one of them
+    # no chain moved them: the k forecasts are the k neighbours' futures themselves
     assert record["forecast/mean@0.6s"] == pytest.approx(record["forecast/neighbours_mean@0.6s"], abs=1e-9)
-    assert record["forecast/best_of_k@0.6s"] <= record["forecast/mde@0.6s"]
+
 
 @pytest.mark.parametrize("negatives_from", ["guess", "data"])
 def test_contrastive_divergence_starts_the_negatives_at_the_data(negatives_from):
