@@ -69,6 +69,8 @@ CASES = {
     ("generator", "replay_buffer"): {"data": VECTORS, "generator": ("replay_buffer", {"fresh": "fitted"})},
     ("objective", "mle"): {"data": VECTORS, **CHAINS, "objective": ("mle", {})},
     ("task", "generator_chains"): {"data": VECTORS, **CHAINS, "task": ("generator_chains", {})},
+    ("objective", "masked_mle"): {"data": VECTORS, "energy": ENERGY, "sampler": SAMPLER,
+                                  "objective": ("masked_mle", {})},
     ("data", "stripes"): {"data": ("stripes", {"size": 8, "n_train": 16})},
     ("energy", "multiscale"): {"data": ("standin", {"shape": [1, 16, 16]}),
                                "energy": ("multiscale", {"resolutions": [4, 16], "width": 4})},

@@ -1,5 +1,6 @@
-"""Maximum-likelihood learning for ebm, the generators that start its chains, and the task
-that scores chains continued from a generator (a replay buffer)."""
+"""Maximum-likelihood learning for ebm (and its masked form, a completion model), the
+generators that start its chains, and the task that scores chains continued from a
+generator (a replay buffer)."""
 
 from ebm_mle.generators import (
     DataInit,
@@ -13,12 +14,13 @@ from ebm_mle.generators import (
     UniformNoise,
     UniformNoiseConfig,
 )
+from ebm_mle.masked import MaskedMaximumLikelihood, MaskedMLEConfig
 from ebm_mle.objectives import MaximumLikelihood, MLEConfig
 from ebm_mle.tasks import GeneratorChains, GeneratorChainsConfig
 from ebmcore import Component, hookimpl
 
-__all__ = ["DataInit", "FittedGaussianNoise", "GaussianNoise", "GeneratorChains", "MaximumLikelihood", "ReplayBuffer",
-           "UniformNoise"]
+__all__ = ["DataInit", "FittedGaussianNoise", "GaussianNoise", "GeneratorChains", "MaskedMaximumLikelihood",
+           "MaximumLikelihood", "ReplayBuffer", "UniformNoise"]
 
 
 @hookimpl
@@ -32,6 +34,8 @@ def ebm_components():
                   requires=("data",)),
         Component("objective", "mle", MLEConfig, MaximumLikelihood.from_config,
                   requires=("energy", "sampler", "generator")),
+        Component("objective", "masked_mle", MaskedMLEConfig, MaskedMaximumLikelihood.from_config,
+                  requires=("data", "energy", "sampler")),
         Component("task", "generator_chains", GeneratorChainsConfig, GeneratorChains.from_config,
                   requires=("energy", "sampler", "generator")),
     ]

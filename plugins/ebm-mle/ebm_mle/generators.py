@@ -11,7 +11,7 @@ from ebmcore.kit.memory import check_fits, tensor_bytes
 from ebmcore.kit.metrics import FittedGaussian
 
 
-def _below_high(inst, attr, value):
+def below_high(inst, attr, value):
     if not value < inst.high:
         raise ValueError(f"must be < high ({inst.high}), got {value}")
 
@@ -20,7 +20,7 @@ def _below_high(inst, attr, value):
 class UniformNoiseConfig:
     """Uniform noise on [low, high]: short-run chains from noise."""
 
-    low: float = attrs.field(default=-1.0, validator=_below_high, metadata={"doc": "lower bound"})
+    low: float = attrs.field(default=-1.0, validator=below_high, metadata={"doc": "lower bound"})
     high: float = cfg.doc("upper bound", default=1.0)
 
 
@@ -153,7 +153,7 @@ class ReplayBufferConfig:
         default="uniform", validator=attrs.validators.in_(("uniform", "gaussian", "fitted", "fitted_per_class")),
         metadata={"doc": "fresh noise: 'uniform' on [low, high], 'gaussian' with std, or generator "
                          "'fitted_gaussian': the data's Gaussian ('fitted') or its classes' ('fitted_per_class')"})
-    low: float = attrs.field(default=-1.0, validator=_below_high, metadata={"doc": "uniform lower bound"})
+    low: float = attrs.field(default=-1.0, validator=below_high, metadata={"doc": "uniform lower bound"})
     high: float = cfg.doc("uniform upper bound", default=1.0)
     std: float = cfg.positive("gaussian standard deviation", default=1.0)
     replacement: bool = cfg.doc(
@@ -223,7 +223,7 @@ class DataInitConfig:
     """Contrastive divergence: chains start at the data batch (plus optional noise)."""
 
     noise_std: float = cfg.non_negative("std of Gaussian noise added to the data", default=0.0)
-    low: float = attrs.field(default=-1.0, validator=_below_high,
+    low: float = attrs.field(default=-1.0, validator=below_high,
                              metadata={"doc": "fresh chains for evaluation: uniform lower bound"})
     high: float = cfg.doc("fresh chains for evaluation: uniform upper bound", default=1.0)
 

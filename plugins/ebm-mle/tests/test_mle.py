@@ -4,7 +4,7 @@ from ebm_langevin import Langevin
 from ebm_mle import DataInit, GaussianNoise, MaximumLikelihood, ReplayBuffer, UniformNoise
 from torch import nn
 
-from ebmcore import Batch, EbmError, Energy
+from ebmcore import Batch, EbmError, Energy, PluginHost
 from ebmcore.build import BuildContext
 
 
@@ -266,3 +266,34 @@ def test_generator_chains_refuse_a_conditional_generator_naming_the_task():
     ctx.built.update(energy=_Quadratic(), sampler=Langevin(step_size=0.1, n_steps=1), generator=Labelled((2,)))
     with pytest.raises(EbmError, match="task 'generator_chains' scores unconditional samples.*label"):
         GeneratorChains.from_config(GeneratorChainsConfig(), ctx)
+
+
+def masked_objective(**settings):
+    ctx = BuildContext(registry=PluginHost(["ebm_mle", "ebm_toy", "ebm_langevin"], autoload=False).registry)
+    data = ctx.built["data"] = ctx.build("data", "toy2d", n_train=64, n_test=16)
+    ctx.event_shape = data.event_shape
+    ctx.built["energy"] = ctx.build("energy", "mlp", hidden=[8])
+    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=3, step_size=0.01)
+    return ctx.build("objective", "masked_mle", **settings), data
+
+
+def test_masked_mle_samples_only_the_hidden_entries_from_noise():
+    objective, data = masked_objective(low=5.0, high=6.0, share=0.5)
+    rng = torch.Generator().manual_seed(0)
+    x = data.dataset().x[:32]
+    missing = objective.hide(x, rng=rng)
+    assert 0.3 < missing.float().mean() < 0.7
+    y = objective.complete(x, missing, rng=rng, n_steps=1)
+    assert torch.equal(y[~missing], x[~missing])  # observed entries held bit for bit
+    assert bool((y[missing] > 4).all())  # hidden ones start on [5, 6], far from the data's [−3, 3]
+    losses, metrics = objective.loss(Batch(x), rng=rng)
+    losses["energy"].backward()
+    assert torch.isfinite(losses["energy"]) and set(metrics) >= {"energy/data", "energy/sample"}
+    # the run's "samples" are completions of held-out examples: about half their entries kept
+    kept = (objective.sample(16, rng=rng) == data.heldout().x).float().mean()
+    assert 0.3 < kept < 0.7
+
+
+def test_masked_mle_refuses_an_empty_start_range():
+    with pytest.raises(EbmError, match=r"\$\.objective.*must be < high \(1.0\), got 1.0"):
+        masked_objective(low=1.0, high=1.0)
