@@ -310,6 +310,9 @@ def _objective_recipes(tiny):
                       "flow_hidden": [16], "flow_steps": 3}
     snis["objective"] = {"type": "snis_mle", "proposals": 32}
     recipes["snis_mle"] = snis
+    masked = copy.deepcopy(nce)  # no generator: the hidden entries start from uniform noise
+    masked["objective"] = {"type": "masked_mle", "share": 0.5}
+    recipes["masked_mle"] = masked
     recipes["conditional_mle"] = {  # the observed part of each window travels as cond
         "run": {"seed": 0, "steps": 6, "log_every": 1, "checkpoint_every": 2, "eval_samples": 8},
         "data": {"type": "navigation", "n": 16, "heldout": 8, "length": 6, "obstacles": 1, "batch_size": 8},

@@ -19,6 +19,7 @@ from ebm_mle.generators import below_high
 from ebmcore import Batch, EbmError, Objective
 from ebmcore import config as cfg
 from ebmcore.kit.losses import maximum_likelihood_loss
+from ebmcore.kit.replicas import one_row_per_chain
 
 
 @attrs.frozen
@@ -53,7 +54,8 @@ class MaskedMaximumLikelihood(Objective):
             raise EbmError(f"{who} completes unconditional data; this data set is conditional")
         held = data.heldout()
         examples = (held if held is not None else data.dataset()).x
-        return cls(ctx.require("energy", who), ctx.require("sampler", who), examples, c, ctx.device)
+        sampler = one_row_per_chain(ctx.require("sampler", who), who)
+        return cls(ctx.require("energy", who), sampler, examples, c, ctx.device)
 
     def param_groups(self):
         return {"energy": self.energy}
@@ -68,7 +70,7 @@ class MaskedMaximumLikelihood(Objective):
         if self.c.data_noise:
             noise = torch.randn(x.shape, generator=rng, device=rng.device).to(x.device)
             x = torch.where(missing, x + self.c.data_noise * noise, x)
-        x_neg = self.complete(x, missing, rng=rng, n_steps=self.sampler.n_steps)
+        x_neg = self.complete(x, missing, rng=rng)
         loss, metrics = maximum_likelihood_loss(self.energy, x, x_neg, None, self.c.alpha)
         return {"energy": loss}, metrics
 

@@ -268,12 +268,13 @@ def test_generator_chains_refuse_a_conditional_generator_naming_the_task():
         GeneratorChains.from_config(GeneratorChainsConfig(), ctx)
 
 
-def masked_objective(**settings):
-    ctx = BuildContext(registry=PluginHost(["ebm_mle", "ebm_toy", "ebm_langevin"], autoload=False).registry)
+def masked_objective(sampler=("langevin", {"n_steps": 3, "step_size": 0.01}), **settings):
+    host = PluginHost(["ebm_mle", "ebm_toy", "ebm_langevin", "ebm_tempering"], autoload=False)
+    ctx = BuildContext(registry=host.registry)
     data = ctx.built["data"] = ctx.build("data", "toy2d", n_train=64, n_test=16)
     ctx.event_shape = data.event_shape
     ctx.built["energy"] = ctx.build("energy", "mlp", hidden=[8])
-    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=3, step_size=0.01)
+    ctx.built["sampler"] = ctx.build("sampler", sampler[0], **sampler[1])
     return ctx.build("objective", "masked_mle", **settings), data
 
 
@@ -297,3 +298,8 @@ def test_masked_mle_samples_only_the_hidden_entries_from_noise():
 def test_masked_mle_refuses_an_empty_start_range():
     with pytest.raises(EbmError, match=r"\$\.objective.*must be < high \(1.0\), got 1.0"):
         masked_objective(low=1.0, high=1.0)
+
+
+def test_masked_mle_refuses_a_sampler_that_returns_replicas():
+    with pytest.raises(EbmError, match="masked_mle' takes every row"):
+        masked_objective(sampler=("parallel_tempering", {"n_temperatures": 2, "return_all": True}))
