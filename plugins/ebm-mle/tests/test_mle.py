@@ -303,3 +303,13 @@ def test_masked_mle_refuses_an_empty_start_range():
 def test_masked_mle_refuses_a_sampler_that_returns_replicas():
     with pytest.raises(EbmError, match="masked_mle' takes every row"):
         masked_objective(sampler=("parallel_tempering", {"n_temperatures": 2, "return_all": True}))
+
+
+def test_masked_mle_refuses_label_conditional_data():
+    ctx = BuildContext(registry=PluginHost(["ebm_mle", "ebm_image", "ebm_langevin"], autoload=False).registry)
+    data = ctx.built["data"] = ctx.build("data", "digits", conditional=True)
+    ctx.event_shape = data.event_shape
+    ctx.built["energy"] = ctx.build("energy", "swish_cnn", hidden=8)
+    ctx.built["sampler"] = ctx.build("sampler", "langevin", n_steps=1)
+    with pytest.raises(EbmError, match="masked_mle' completes unconditional data"):
+        ctx.build("objective", "masked_mle")
