@@ -159,6 +159,7 @@ CASES = {
                                "energy": ("scene_cost", {"channels": [4], "hidden": [4]})},
     ("objective", "conditional_mle"): {"data": NAVIGATION, "energy": ENERGY, "sampler": SAMPLER,
                                        "objective": ("conditional_mle", {})},
+    ("objective", "retrieval_nce"): {"data": NAVIGATION, "energy": ENERGY, "objective": ("retrieval_nce", {"k": 1})},
     ("task", "forecast"): {"data": TRACK, "energy": ENERGY, "sampler": SAMPLER,
                            "task": ("forecast", {"horizons": [0.2]})},
     ("task", "plan"): {"data": NAVIGATION, "energy": ENERGY, "sampler": SAMPLER, "task": ("plan", {})},

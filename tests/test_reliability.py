@@ -320,6 +320,10 @@ def _objective_recipes(tiny):
         "sampler": {"type": "langevin", "n_steps": 3, "step_size": 0.01, "noise": 0.005},
         "objective": {"type": "conditional_mle", "start_noise": 0.05},
         "optim": {"energy": {"lr": 1e-3}}}
+    retrieval = copy.deepcopy(recipes["conditional_mle"])  # no sampler: candidates are retrieved
+    del retrieval["sampler"]
+    retrieval["objective"] = {"type": "retrieval_nce", "k": 3}
+    recipes["retrieval_nce"] = retrieval
     drl = copy.deepcopy(nce)
     drl["energy"] = {"type": "level_mlp", "hidden": [32, 32], "embedding": 8}
     drl["sampler"] = {"type": "langevin", "n_steps": 5, "step_size": 0.5}

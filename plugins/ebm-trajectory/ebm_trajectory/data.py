@@ -34,6 +34,12 @@ PACKAGE = "assimp-testmodels"
 NAMED = {"cmu": ("01_01.bvh", "01_03.bvh"), "boxing": ("Boxing_Toes.bvh",)}
 
 
+def spread(n: int, total: int) -> Tensor:
+    """``n`` indices of ``total`` windows, evenly spread from the first to the last (repeating
+    when n > total): a held-out split in time order is not one moment's motion."""
+    return torch.linspace(0, total - 1, n).round().long()
+
+
 class TrajectoryData(Data):
     """Windows ``(T, C)`` with a fixed observed part; ``cond`` of every batch is the mask."""
 
@@ -47,6 +53,12 @@ class TrajectoryData(Data):
 
     def heldout(self) -> Batch:
         return Batch(self._heldout, self.observed.expand(len(self._heldout), *self.observed.shape))
+
+    def overlapping(self, rows: Tensor) -> Tensor:
+        """``(len(rows), N)`` bool: True where training window j shares a moment with training
+        window ``rows[r]`` (every window shares its own): those are not retrieved for it, as
+        no window of another time would be. Here each window is its own scene."""
+        return rows[:, None] == torch.arange(len(self.x))
 
 
 # -- motion capture --------------------------------------------------------------------------
@@ -113,9 +125,12 @@ def windows(points: Tensor, *, step: int, length: int, stride: int) -> Tensor:
 class MocapData(TrajectoryData):
     """Windows ``(past + future, points × dims)`` in units of ``scale``; pictures over time."""
 
-    def __init__(self, train, heldout, observed, *, batch_size, name, past, fps, scale, dims, names):
+    def __init__(self, train, heldout, observed, *, batch_size, name, past, fps, scale, dims, names,
+                 spans: Tensor):
         super().__init__(train, heldout, observed, batch_size=batch_size, name=name)
         self.past, self.fps, self.scale, self.dims, self.names = past, fps, scale, dims, names
+        #: (N, 3): each training window's clip and its first and one-past-last source frames
+        self.spans = spans
         # the channels that move most in the future, shown in pictures
         future = train[:, past:] - train[:, past - 1:past]
         self.shown = future.pow(2).mean((0, 1)).argsort(descending=True)[:3].tolist()
@@ -133,8 +148,8 @@ class MocapData(TrajectoryData):
         else:
             paths = [Path(f) for f in c.files]
         length = c.past + c.future
-        train, held, shape, names = [], [], None, None
-        for path in paths:
+        train, held, spans, shape, names = [], [], [], None, None
+        for clip, path in enumerate(paths):
             points, fps, point_names = _clip_points(path, c)
             if shape is not None and points.shape[1:] != shape:
                 raise EbmError(f"{path}: {points.shape[1]} points of {points.shape[2]} coordinates, but "
@@ -150,6 +165,8 @@ class MocapData(TrajectoryData):
                                f"($.data.past, future, fps, heldout)")
             train.append(a)
             held.append(b)
+            starts = torch.arange(len(a)) * c.stride
+            spans.append(torch.stack([torch.full_like(starts, clip), starts, starts + (length - 1) * step + 1], 1))
         x, xh = torch.cat(train), torch.cat(held)
         if c.relative:
             keep = [d for d in range(x.shape[-1]) if d != c.up]
@@ -161,7 +178,14 @@ class MocapData(TrajectoryData):
         dims = x.shape[3]
         return cls(x.flatten(2) / scale, xh.flatten(2) / scale, observed, batch_size=c.batch_size,
                    name=c.name or ",".join(c.files), past=c.past, fps=c.fps, scale=scale, dims=dims,
-                   names=[f"{n}.{'xyz'[d] if dims <= 3 else d}" for n in names for d in range(dims)])
+                   names=[f"{n}.{'xyz'[d] if dims <= 3 else d}" for n in names for d in range(dims)],
+                   spans=torch.cat(spans))
+
+    def overlapping(self, rows: Tensor) -> Tensor:
+        """True where two training windows of one clip share a source frame."""
+        clip, start, end = self.spans[rows].T[:, :, None]
+        c, s, e = self.spans.T[:, None]
+        return (clip == c) & (start < e) & (s < end)
 
     def _motion(self, x: Tensor) -> Tensor:
         """(mean speed, mean acceleration) of the points over the free frames (and the step into them)."""

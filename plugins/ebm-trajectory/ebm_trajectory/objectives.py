@@ -10,8 +10,8 @@ constant velocity) plus ``start_noise``. The energy E is then the learned cost, 
 constant per context. ``objective 'mle'`` instead samples whole windows, context too (a
 joint model), which wastes the chains on what is given.
 
-``sample`` (the run's evaluation samples) completes the contexts of the data's held-out
-windows, the first n in order (cycled).
+``sample`` (the run's evaluation samples) completes the contexts of n of the data's held-out
+windows, spread evenly over the split.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from ebm_trajectory.data import spread
 from ebm_trajectory.guess import guess
 from ebmcore import Batch, EbmError, Objective
 from ebmcore import config as cfg
@@ -97,6 +98,6 @@ class ConditionalMLE(Objective):
         return self.sampler.run(x0, self.energy, n_steps, rng=rng, mask=observed)
 
     def sample(self, n, *, rng, cond=None):
-        idx = torch.arange(n) % len(self.contexts.x)
+        idx = spread(n, len(self.contexts.x))
         x, observed = self.contexts.x[idx].to(self.device), self.contexts.cond[idx].to(self.device)
         return self.complete(x, ~observed, rng=rng, n_steps=self.c.sample_steps)

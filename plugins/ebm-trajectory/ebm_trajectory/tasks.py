@@ -30,10 +30,11 @@ import torch
 from torch import Tensor
 
 from ebm_trajectory import navigation as nav
-from ebm_trajectory.data import MocapData, NavigationData
+from ebm_trajectory.data import MocapData, NavigationData, spread
 from ebm_trajectory.guess import guess
 from ebm_trajectory.objectives import chain_start
 from ebm_trajectory.pictures import motion_png, scenes_png
+from ebm_trajectory.retrieval import nearest_neighbours
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
 from ebmcore.kit.replicas import one_row_per_chain
@@ -99,15 +100,6 @@ def displacement(a: Tensor, b: Tensor, frame: int, dims: int) -> float:
     return float(d.norm(dim=2).mean())
 
 
-def nearest_neighbours(x: Tensor, observed: Tensor, train: Tensor, k: int = 1) -> Tensor:
-    """``(k, n, T, C)``: ``x`` with its free entries copied from each of the ``k`` training
-    windows whose observed entries are nearest (L2), nearest first."""
-    flat = observed[0].flatten()
-    q, t = x.flatten(1)[:, flat].double(), train.flatten(1)[:, flat].double()
-    best = torch.cat([torch.cdist(part, t).topk(k, dim=1, largest=False).indices for part in q.split(512)])
-    return torch.stack([torch.where(observed, x, train[best[:, j]]) for j in range(k)])
-
-
 def nearest_neighbour(x: Tensor, observed: Tensor, train: Tensor) -> Tensor:
     """``x`` with its free entries copied from the training window whose observed entries are nearest (L2)."""
     return nearest_neighbours(x, observed, train, 1)[0]
@@ -127,7 +119,8 @@ class Forecast(Task):
         if data.past - 1 + round(last * data.fps) >= data.event_shape[0]:
             raise EbmError(f"{who}: the horizon {last} s is {round(last * data.fps)} frames at {data.fps:g} fps, "
                            f"beyond the {data.event_shape[0] - data.past} future frames of the windows")
-        return cls(c, ctx.require("energy", who), _kernel(c, ctx, who), ctx.device)
+        sampler = None if c.n_steps == 0 else _kernel(c, ctx, who)  # 0 steps: the starts are only ranked
+        return cls(c, ctx.require("energy", who), sampler, ctx.device)
 
     def samples(self, x: Tensor, observed: Tensor, neighbours: Tensor, *, rng) -> tuple[Tensor, Tensor]:
         """k forecasts of each window ``(k, n, T, C)`` and their energies ``(k, n)``."""
@@ -176,7 +169,7 @@ class Forecast(Task):
             metrics["best_of_k" + tag] = data.scale * float(errors.min(0).values.mean())
             metrics["vs_best_baseline" + tag] = metrics["mde" + tag] / min(
                 metrics["constant_velocity" + tag], metrics["nearest_neighbour" + tag])
-        pick = torch.linspace(0, len(x) - 1, min(self.c.show, len(x))).round().long()  # spread over the split
+        pick = spread(min(self.c.show, len(x)), len(x))
         shown = {k: predictions[k][pick] * data.scale for k in ("most likely", "constant velocity",
                                                                 "nearest neighbour")}
         motion_png(x[pick] * data.scale, shown, out / "forecast.png", past=data.past, fps=data.fps,

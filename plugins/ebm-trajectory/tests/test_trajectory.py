@@ -1,7 +1,8 @@
 """Trajectories: a BVH and a CSV written here read back exactly (forward kinematics by hand),
 corrupt files refused naming the file and line, windows and the temporal split, the guesses,
-the navigation world's known cost and expert, the rank correlation, and short runs of both
-recipes' components (conditional MLE, forecast, plan) on synthetic data."""
+the navigation world's known cost and expert, the rank correlation, which windows overlap in
+time, and short runs of the recipes' components (conditional MLE, ranking NCE against
+retrieved futures, forecast, plan) on synthetic data."""
 
 import math
 
@@ -10,6 +11,7 @@ import torch
 from ebm_trajectory import guess, joint_positions, read_bvh, read_csv, spearman
 from ebm_trajectory import navigation as nav
 from ebm_trajectory.data import MocapData, windows
+from ebm_trajectory.retrieval import nearest_neighbours, neighbour_indices
 from ebm_trajectory.tasks import nearest_neighbour, ranked_set
 
 from ebmcore import EbmError, PluginHost
@@ -213,7 +215,7 @@ def test_masked_chains_keep_the_context_bit_for_bit():
     objective = ctx.build("objective", "conditional_mle", start_noise=0.3)
     x = objective.sample(6, rng=torch.Generator().manual_seed(0))
     held, observed = data.heldout()
-    idx = torch.arange(6) % 4
+    idx = torch.tensor([0, 1, 1, 2, 2, 3])  # spread over the held-out split, first to last
     assert torch.equal(torch.where(observed[idx], x, 0), torch.where(observed[idx], held[idx], 0))
     assert not torch.equal(x, held[idx])
 
@@ -285,3 +287,79 @@ def test_contrastive_divergence_starts_the_negatives_at_the_data(negatives_from)
     _, metrics = objective.loss(data.dataset(), rng=torch.Generator().manual_seed(0))
     same = math.isclose(metrics["energy/data"], metrics["energy/sample"], abs_tol=1e-4)
     assert same == (negatives_from == "data")
+
+
+def write_wander(path, frames=300):
+    """Two points wandering on sums of sines of random frequencies: futures that similar pasts do not fix."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(frames, dtype=torch.float64)[:, None]
+    f, phase = 0.05 + 0.3 * torch.rand(2, 6, generator=g, dtype=torch.float64)
+    a = (f[:3] * t + phase[:3]).sin().sum(1, keepdim=True)
+    rows = torch.cat([a, 0.5 * a, (1.7 * f[3:5] * t + phase[3:5]).cos()], 1)
+    path.write_text("ax,ay,bx,by\n" + "\n".join(",".join(f"{v:.6f}" for v in r) for r in rows.tolist()) + "\n")
+    return path
+
+
+def test_windows_overlap_when_they_share_a_source_frame(tmp_path):
+    a, _ = write_csv(tmp_path / "a.csv", frames=60)
+    b, _ = write_csv(tmp_path / "b.csv", frames=40)
+    d = build("data", "mocap", files=[str(a), str(b)], csv_fps=10.0, fps=5.0, point_dims=2, up=None, past=3,
+              future=2, stride=1, heldout=0.25)
+    # a window spans 9 source frames (5 frames, every 2nd) and one starts at every frame; clip a
+    # has 45 training frames (37 windows), clip b 30 (22 windows)
+    j = torch.arange(len(d.dataset().x))
+    assert len(j) == 37 + 22
+    overlap = d.overlapping(torch.tensor([0, 36, 37, 40]))
+    assert torch.equal(overlap[0], j < 9)
+    assert torch.equal(overlap[1], (j >= 28) & (j < 37))  # the last of clip a: not the first of clip b
+    assert torch.equal(overlap[2], (j >= 37) & (j < 46))
+    assert torch.equal(overlap[3], (j >= 37) & (j < 49))
+    scenes = build("data", "navigation", n=5, heldout=2, length=4, obstacles=1)
+    assert torch.equal(scenes.overlapping(torch.tensor([3])), torch.arange(5)[None] == 3)
+
+
+def test_retrieval_nce_learns_to_rank_each_future_above_retrieved_ones(tmp_path):
+    ctx = BuildContext(registry=HOST.registry)
+    data = ctx.built["data"] = ctx.build("data", "mocap", files=[str(write_wander(tmp_path / "w.csv"))],
+                                         csv_fps=10.0, fps=5.0, point_dims=2, up=None, past=3, future=3, stride=1)
+    ctx.event_shape = data.event_shape
+    torch.manual_seed(0)
+    ctx.built["energy"] = ctx.build("energy", "temporal_convnet", channels=[16], top="linear")
+    objective = ctx.build("objective", "retrieval_nce", k=3)
+    x, observed = data.dataset()
+    # the retrieved futures never come from a window that shares a frame with the one ranked
+    near = neighbour_indices(x, observed, x, 3, exclude=data.overlapping)
+    assert not data.overlapping(torch.arange(len(x))).gather(1, near).any()
+    optimiser = torch.optim.Adam(objective.parameters(), lr=3e-3)
+    rng = torch.Generator().manual_seed(0)
+    top1 = []
+    for _ in range(200):
+        loss, metrics = objective.loss(data.dataset(), rng=rng)
+        optimiser.zero_grad()
+        loss["energy"].backward()
+        optimiser.step()
+        top1.append(float(metrics["rank/top1"]))
+    # chance is 1 in 4 (the own future among 3 retrieved): untrained near it, trained far above
+    assert top1[0] < 0.4 and top1[-1] > 0.6
+    # a completion is the lowest-energy of the futures retrieved for the observed part
+    held, observed = data.heldout()
+    completed = objective.complete(held, ~observed, rng=rng)
+    candidates = nearest_neighbours(held, observed, x, 3)
+    with torch.no_grad():
+        best = candidates[objective.energy(candidates.flatten(0, 1)).view(3, -1).argmin(0), torch.arange(len(held))]
+    assert torch.equal(completed, best)
+    with pytest.raises(EbmError, match="not one of them"):
+        objective.loss(data.heldout(), rng=rng)
+
+
+def test_a_recipe_of_retrieval_nce_needs_no_sampler(tmp_path):
+    path, _ = write_csv(tmp_path / "walk.csv", frames=120)
+    recipe = mocap_recipe(path, {}, {"horizons": [0.6], "k": 3, "start": "neighbours", "start_noise": 0.0,
+                                     "n_steps": 0})
+    del recipe["sampler"]
+    recipe["objective"] = {"type": "retrieval_nce", "k": 3}
+    record = run_recipe(recipe, out=str(tmp_path / "run"), progress=False, host=HOST)
+    assert {"loss/nce", "rank/top1", "forecast/mde@0.6s"} <= set(record)
+    recipe["objective"]["k"] = 500
+    with pytest.raises(EbmError, match=r"k = 500 needs more training windows.*\$\.objective\.k"):
+        run_recipe(recipe, out=str(tmp_path / "run2"), progress=False, host=HOST)
