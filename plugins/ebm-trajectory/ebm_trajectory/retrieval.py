@@ -95,7 +95,8 @@ class RetrievalNCE(Objective):
         x, observed = batch
         if observed is None or observed.dtype != torch.bool:
             raise EbmError("objective 'retrieval_nce' needs the observed mask as the batch's cond")
-        rows = neighbour_indices(x, observed, self.windows, 1)[:, 0]  # each window is its own nearest
+        # each window is its own nearest, matched whole (two windows may share a past)
+        rows = neighbour_indices(x, torch.ones_like(observed), self.windows, 1)[:, 0]
         if not torch.equal(self.windows[rows], x):
             raise EbmError("objective 'retrieval_nce' trains on the data's own training windows; a batch "
                            "holds a window that is not one of them")

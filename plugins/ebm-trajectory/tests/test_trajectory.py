@@ -363,3 +363,22 @@ def test_a_recipe_of_retrieval_nce_needs_no_sampler(tmp_path):
     recipe["objective"]["k"] = 500
     with pytest.raises(EbmError, match=r"k = 500 needs more training windows.*\$\.objective\.k"):
         run_recipe(recipe, out=str(tmp_path / "run2"), progress=False, host=HOST)
+
+
+def test_retrieval_nce_finds_each_window_even_when_pasts_repeat(tmp_path):
+    # two points standing still for 30 frames, then walking: windows that start in the pause
+    # share one past, and some of them walk in their futures
+    t = torch.arange(120, dtype=torch.float64).sub(30).clamp(min=0)
+    rows = torch.stack([0.1 * t, 0 * t, 0.1 * t + 1, 0 * t + 1], 1)
+    path = tmp_path / "pause.csv"
+    path.write_text("ax,ay,bx,by\n" + "\n".join(",".join(f"{v:.6f}" for v in r) for r in rows.tolist()) + "\n")
+    ctx = BuildContext(registry=HOST.registry)
+    data = ctx.built["data"] = ctx.build("data", "mocap", files=[str(path)], csv_fps=10.0, fps=5.0, point_dims=2,
+                                         up=None, past=3, future=3, stride=1, relative=False)
+    ctx.event_shape = data.event_shape
+    ctx.built["energy"] = ctx.build("energy", "temporal_convnet", channels=[4])
+    x, observed = data.dataset()
+    same_past = (x[:, :3] == x[:1, :3]).flatten(1).all(1)
+    assert not (x[same_past] == x[:1]).flatten(1).all(1).all()  # one past, several futures
+    _, metrics = ctx.build("objective", "retrieval_nce", k=3).loss(data.dataset(), rng=torch.Generator())
+    assert 0 <= float(metrics["rank/top1"]) <= 1
