@@ -100,11 +100,6 @@ def displacement(a: Tensor, b: Tensor, frame: int, dims: int) -> float:
     return float(d.norm(dim=2).mean())
 
 
-def nearest_neighbour(x: Tensor, observed: Tensor, train: Tensor) -> Tensor:
-    """``x`` with its free entries copied from the training window whose observed entries are nearest (L2)."""
-    return nearest_neighbours(x, observed, train, 1)[0]
-
-
 class Forecast(Task):
     def __init__(self, c: ForecastConfig, energy, sampler, device):
         self.c, self.energy, self.sampler, self.device = c, energy, sampler, torch.device(device)
