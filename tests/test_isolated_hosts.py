@@ -47,6 +47,7 @@ NOISE = ("standin", {})
 CHAINS = {"energy": ENERGY, "sampler": SAMPLER, "generator": NOISE}
 SHAPES = ("shapes", {"res": 8, "n": 10, "heldout": 5})
 POINTS = ("pointclouds", {"points": 16, "n": 10, "heldout": 5})
+FIELD = ("point_field", {"point_layers": [4], "code": 4, "field_layers": [4]})
 VOXELNET = ("voxelnet", {"channels": [4], "kernels": [4], "strides": [2]})
 NAVIGATION = ("navigation", {"n": 4, "heldout": 2, "length": 4, "obstacles": 1})
 TRACK = ("mocap", {"files": ["{tmp}/track.csv"], "csv_fps": 10.0, "fps": 5.0, "point_dims": 2, "up": None,
@@ -151,6 +152,9 @@ CASES = {
                              "energy": ("pointnet", {"point_layers": [4], "head_layers": [4]})},
     ("task", "pointcloud_reconstruct"): {"data": POINTS, "energy": ENERGY, "sampler": SAMPLER, "generator": NOISE,
                                          "task": ("pointcloud_reconstruct", {})},
+    ("energy", "point_field"): {"data": ("standin", {"shape": [16, 3]}), "energy": FIELD},
+    ("objective", "point_completion_dsm"): {"data": POINTS, "energy": FIELD,
+                                            "objective": ("point_completion_dsm", {})},
     ("data", "navigation"): {"data": NAVIGATION},
     ("data", "mocap"): {"data": TRACK},
     ("energy", "temporal_convnet"): {"data": ("standin", {"shape": [6, 5]}),

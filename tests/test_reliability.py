@@ -324,6 +324,12 @@ def _objective_recipes(tiny):
     del retrieval["sampler"]
     retrieval["objective"] = {"type": "retrieval_nce", "k": 3}
     recipes["retrieval_nce"] = retrieval
+    recipes["point_completion_dsm"] = {  # no sampler: a denoising step completes
+        "run": {"seed": 0, "steps": 6, "log_every": 1, "checkpoint_every": 2, "eval_samples": 4},
+        "data": {"type": "pointclouds", "points": 16, "n": 12, "heldout": 4, "batch_size": 4},
+        "energy": {"type": "point_field", "point_layers": [8], "code": 8, "field_layers": [8]},
+        "objective": {"type": "point_completion_dsm"},
+        "optim": {"energy": {"lr": 1e-3}}}
     drl = copy.deepcopy(nce)
     drl["energy"] = {"type": "level_mlp", "hidden": [32, 32], "embedding": 8}
     drl["sampler"] = {"type": "langevin", "n_steps": 5, "step_size": 0.5}

@@ -3,9 +3,11 @@
 ``pointcloud_reconstruct``: held-out clouds with the points on one side of a random plane
 through the centroid missing (a ``share`` of them: those lowest along a random direction),
 completed by masked sampling — the observed points held bit for bit, the missing ones
-started from the recipe generator's fresh noise and moved by the sampler under the energy
-(conditional sampling of the missing points given the observed ones, the way GPointNet
-completes a partial cloud). Beside it: the nearest training cloud (the one closest to the
+started from the recipe generator's fresh noise (or, ``fill = "nearest"``, from the nearest
+training cloud's fill) and moved by the sampler under the energy (conditional sampling of
+the missing points given the observed ones, the way GPointNet completes a partial cloud) or,
+``by = "objective"``, by the objective's own completion model from that start
+(``point_completion_dsm``'s denoising step). Beside it: the nearest training cloud (the one closest to the
 observed points, one-sided Chamfer; its points lowest along the same direction fill the
 missing ones), the observed points alone (the missing ones copies of observed points: no
 completion) and the fresh noise itself. ``reconstruct.png``: rows original, observed,
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -45,6 +47,12 @@ class PointReconstructConfig:
     kernel: str | None = _kernel()
     kernel_options: dict[str, Any] = attrs.field(factory=dict, metadata={"doc": _OPTIONS_DOC})
     n_steps: int | None = _n_steps()
+    fill: Literal["noise", "nearest"] = cfg.doc(
+        "what the missing points start from: the generator's fresh noise, or the nearest training cloud's "
+        "fill (the baseline)", default="noise")
+    by: Literal["sampler", "objective"] = cfg.doc(
+        "'sampler': the recipe's sampler (or `kernel`) on the energy, observed points held; 'objective': the "
+        "objective's own completion model (e.g. point_completion_dsm's denoising step)", default="sampler")
     batch: int = cfg.positive("clouds per chain batch", default=50)
     show: int = cfg.positive("clouds in each row of the pictures", default=4)
     frames: int = attrs.field(default=8, validator=attrs.validators.ge(0),
@@ -102,7 +110,8 @@ class PointReconstruct(Task):
         who = "task 'pointcloud_reconstruct'"
         if not isinstance(ctx.require("data", who), PointCloudData):
             raise EbmError(f"{who} needs point clouds (data 'pointclouds')")
-        return cls(c, ctx.require("energy", who), _sampler(c, ctx, who), ctx.require("generator", who), ctx.device)
+        sampler = _sampler(c, ctx, who) if c.by == "sampler" or c.frames else None  # chains: completion, pictures
+        return cls(c, ctx.require("energy", who), sampler, ctx.require("generator", who), ctx.device)
 
     def _fresh(self, n: int, rng: torch.Generator) -> Tensor:
         return self.generator.fresh(n, rng=rng).cpu()
@@ -112,9 +121,16 @@ class PointReconstruct(Task):
         missing, u = split_plane(x, self.c.share, rng)
         held = ~missing[..., None].expand_as(x)
         noise = torch.where(held, x, self._fresh(len(x), rng))
-        completed = _run_batches(self.sampler, self.energy, noise, batch=self.c.batch, n_steps=self.c.n_steps,
-                                 rng=rng, device=self.device, mask=held)
         nearest = nearest_fill(x, missing, u, data.dataset().x)
+        start = nearest if self.c.fill == "nearest" else noise
+        if self.c.by == "objective":
+            completed = torch.cat([objective.complete(xs.to(self.device), ms.to(self.device), rng=rng,
+                                                      n_steps=self.c.n_steps).cpu()
+                                   for xs, ms in zip(start.split(self.c.batch), (~held).split(self.c.batch))])
+            completed = torch.where(held, x, completed)
+        else:
+            completed = _run_batches(self.sampler, self.energy, start, batch=self.c.batch, n_steps=self.c.n_steps,
+                                     rng=rng, device=self.device, mask=held)
         seen = observed_only(x, missing, rng)
         k = min(self.c.show, len(x))
         observed = torch.stack([x[i][~missing[i]] for i in range(k)])  # as many points in each
