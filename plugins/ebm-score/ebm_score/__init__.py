@@ -16,8 +16,8 @@ from ebm_score.objectives import (
     SlicedScoreMatching,
     SSMConfig,
 )
-from ebm_score.score import denoising_loss, score
 from ebmcore import Component, hookimpl
+from ebmcore.kit.losses import denoising_loss, score
 
 __all__ = ["NCSN", "AnnealedScoreInfo", "AnnealedScoreLangevin", "AnnealedScoreLangevinConfig", "AnnealedScoreState",
            "DSMConfig", "DenoisingScoreMatching", "NCSNConfig", "SSMConfig", "SlicedScoreMatching", "denoising_loss",

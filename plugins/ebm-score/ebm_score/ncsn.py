@@ -23,8 +23,9 @@ from ebm_score.ladder import (
     sigmas,
 )
 from ebm_score.objectives import ScoreObjective, antithetic_field, sample_steps_field
-from ebm_score.score import antithetic, denoising_loss
+from ebm_score.score import antithetic
 from ebmcore import Batch, Condition, EbmError
+from ebmcore.kit.losses import denoising_loss
 
 
 @attrs.frozen

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from ebm_score.annealed import AnnealedScoreLangevin
-from ebm_score.score import antithetic, denoising_loss, score
+from ebm_score.score import antithetic
 from ebmcore import Batch, EbmError, Objective
 from ebmcore import config as cfg
+from ebmcore.kit.losses import denoising_loss, score
 from ebmcore.kit.replicas import one_row_per_chain
 
 

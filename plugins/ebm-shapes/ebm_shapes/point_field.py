@@ -29,12 +29,12 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebm_score.score import denoising_loss
 from ebm_shapes.point_tasks import nearest_fill, split_plane
 from ebm_shapes.pointnet import _mlp, _sizes
 from ebm_shapes.points import PointCloudData
 from ebmcore import Batch, Condition, EbmError, Energy, Objective, energy_and_grad
 from ebmcore import config as cfg
+from ebmcore.kit.losses import denoising_loss
 
 
 def point_condition(x: Tensor, missing: Tensor) -> Tensor:
@@ -142,6 +142,9 @@ class PointCompletionDSM(Objective):
     def complete(self, x: Tensor, missing: Tensor, *, rng, n_steps: int | None = None) -> Tensor:
         """One denoising step x + σ²·s(x) on the ``missing`` points (``missing`` like ``x``: a point's
         three entries together), from the values ``x`` holds there; the others kept bit for bit."""
+        if n_steps not in (None, 1):
+            raise EbmError(f"objective 'point_completion_dsm' completes by one denoising step, not n_steps = {n_steps} "
+                           "(more steps bunched the points in the pilots): leave the task's n_steps unset")
         point = missing[..., 0]
         if not bool((missing == point[..., None]).all()):
             raise EbmError("objective 'point_completion_dsm' completes whole points: a point's coordinates "

@@ -83,7 +83,7 @@ def test_the_completion_step_learns_the_surface_the_observed_half_implies():
     assert own < 0.75 * 0.25 < 0.25 < swapped, (own, swapped)
 
 
-def test_completion_refuses_half_missing_points_and_a_field_without_the_condition():
+def test_completion_refuses_half_missing_points_and_more_steps():
     objective = PointCompletionDSM(_field(), PointCompletionDSMConfig(), torch.zeros(4, 24, 3), torch.zeros(4, 24, 3),
                                    "cpu")
     x = torch.randn(2, 24, 3)
@@ -91,6 +91,8 @@ def test_completion_refuses_half_missing_points_and_a_field_without_the_conditio
     m[:, :12, 0] = True
     with pytest.raises(EbmError, match="whole points"):
         objective.complete(x, m, rng=torch.Generator())
+    with pytest.raises(EbmError, match="one denoising step"):
+        objective.complete(x, m[..., :1].expand_as(x), rng=torch.Generator(), n_steps=5)
 
 
 def _recipe(**task) -> dict:
