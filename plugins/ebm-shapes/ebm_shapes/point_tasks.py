@@ -7,9 +7,9 @@ started from the recipe generator's fresh noise (or, ``fill = "nearest"``, from 
 training cloud's fill) and moved by the sampler under the energy (conditional sampling of
 the missing points given the observed ones, the way GPointNet completes a partial cloud) or,
 ``by = "objective"``, by the objective's own completion model from that start
-(``point_completion_dsm``'s denoising step). Beside it: the nearest training cloud (the one closest to the
-observed points, one-sided Chamfer; its points lowest along the same direction fill the
-missing ones), the observed points alone (the missing ones copies of observed points: no
+(``point_completion_dsm``'s denoising step). Beside it: the nearest training cloud (the one
+closest to the observed points, one-sided Chamfer; its points lowest along the same
+direction fill the missing ones), the observed points alone (the missing ones copies of observed points: no
 completion) and the fresh noise itself. ``reconstruct.png``: rows original, observed,
 completed, nearest training cloud.
 
