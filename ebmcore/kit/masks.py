@@ -4,7 +4,8 @@ A completion model (conditional cooperative learning, seed 001; the EBM with a V
 sampler's image completion, seed 002) learns p(x | observed part of x). Its condition is
 one convention shared by objectives, energies and generators of any plugin:
 ``completion_condition(x, missing)`` = the observed image with the hole zeroed, and one
-more channel that is 1 on the hole, concatenated on dimension 1.
+more channel that is 1 on the hole, concatenated on the channel dimension (1; the last,
+``dim = -1``, for point clouds ``(n, N, 3)``, whose rows are points).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ def hole_mask(shape: tuple[int, ...], hole: int, region: Region, rng: torch.Gene
     return missing.expand(n, c, h, w)
 
 
-def completion_condition(x: Tensor, missing: Tensor) -> Tensor:
-    """``(n, C + 1, …)``: x with missing values zeroed, then the missing indicator (channel 0 of ``missing``)."""
+def completion_condition(x: Tensor, missing: Tensor, dim: int = 1) -> Tensor:
+    """x with missing values zeroed, then the missing indicator (channel 0 of ``missing``, like
+    x), concatenated on the channel dimension ``dim``: ``(n, C + 1, …)`` for ``dim = 1``."""
     observed = torch.where(missing, torch.zeros_like(x), x)
-    return torch.cat([observed, missing[:, :1].to(x.dtype)], dim=1)
+    return torch.cat([observed, missing.narrow(dim, 0, 1).to(x.dtype)], dim=dim)
 
 
 def missing_from_condition(cond: Tensor) -> Tensor:

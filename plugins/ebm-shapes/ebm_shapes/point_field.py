@@ -5,9 +5,9 @@ Gradient Fields for Shape Generation") conditioned on the observed part of the c
 - energy ``point_field`` (condition ``completion``): E(X | observed) = Σ over the missing
   points i of f(xᵢ, c), where c encodes the observed points (a shared per-point MLP, max and
   mean pooled over the observed points only, an MLP). The observed points enter only
-  through c. Its condition is :func:`point_condition`: per point, its coordinates (zeroed
-  where missing) and a missing flag — the point-cloud form of
-  :func:`ebmcore.kit.masks.completion_condition`, whose channels are the last dimension here.
+  through c. Its condition is :func:`ebmcore.kit.masks.completion_condition` with the
+  channels last (``dim = -1``): per point, its coordinates (zeroed where missing) and a
+  missing flag, ``(B, N, 4)``.
 - objective ``point_completion_dsm``: each update hides the points of every training cloud
   past a random plane (:func:`ebm_shapes.point_tasks.split_plane`, as the completion task
   does), moves the hidden ones by σ·ε and fits the energy's score s = −∇ₓE there to the
@@ -35,12 +35,12 @@ from ebm_shapes.points import PointCloudData
 from ebmcore import Batch, Condition, EbmError, Energy, Objective, energy_and_grad
 from ebmcore import config as cfg
 from ebmcore.kit.losses import denoising_loss
+from ebmcore.kit.masks import completion_condition
 
 
 def point_condition(x: Tensor, missing: Tensor) -> Tensor:
-    """(B, N, 4): each point's coordinates, zeroed where ``missing`` (B, N), then 1.0 where missing."""
-    m = missing[..., None].to(x.dtype)
-    return torch.cat([x * (1 - m), m], dim=-1)
+    """(B, N, 4): the completion condition of clouds x (B, N, 3) whose points ``missing`` (B, N) are."""
+    return completion_condition(x, missing[..., None].expand_as(x), dim=-1)
 
 
 @attrs.frozen
