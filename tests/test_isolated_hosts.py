@@ -183,6 +183,11 @@ CASES = {
     ("energy", "stconvnet"): {"data": ("standin", {"shape": [1, 4, 8, 8]}), "energy": ("stconvnet", {})},
     ("task", "recover"): {"data": ("moving_digits", {"n": 2, "heldout": 2}), "energy": ENERGY, "sampler": SAMPLER,
                           "task": ("recover", {})},
+    ("energy", "clip_field"): {"data": ("standin", {"shape": [1, 4, 8, 8]}),
+                               "energy": ("clip_field", {"channels": [4]})},
+    ("objective", "clip_completion_dsm"): {"data": ("moving_digits", {"n": 2, "heldout": 2}),
+                                           "energy": ("clip_field", {"channels": [4]}),
+                                           "objective": ("clip_completion_dsm", {})},
 }
 
 

@@ -330,6 +330,12 @@ def _objective_recipes(tiny):
         "energy": {"type": "point_field", "point_layers": [8], "code": 8, "field_layers": [8]},
         "objective": {"type": "point_completion_dsm"},
         "optim": {"energy": {"lr": 1e-3}}}
+    recipes["clip_completion_dsm"] = {  # no sampler: a denoising step recovers
+        "run": {"seed": 0, "steps": 6, "log_every": 1, "checkpoint_every": 2, "eval_samples": 4},
+        "data": {"type": "moving_digits", "n": 8, "heldout": 4, "size": 12, "digit": 6, "clip": 5, "batch_size": 4},
+        "energy": {"type": "clip_field", "channels": [4]},
+        "objective": {"type": "clip_completion_dsm", "missing": "pixels"},
+        "optim": {"energy": {"lr": 1e-3}}}
     drl = copy.deepcopy(nce)
     drl["energy"] = {"type": "level_mlp", "hidden": [32, 32], "embedding": 8}
     drl["sampler"] = {"type": "langevin", "n_steps": 5, "step_size": 0.5}

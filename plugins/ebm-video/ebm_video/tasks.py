@@ -1,5 +1,6 @@
 """Task ``recover``: held-out clips with frames or pixels missing, completed by the recipe's
-sampler on the energy with the observed entries held fixed (masked sampling), scored by
+sampler on the energy with the observed entries held fixed (masked sampling), or by the
+objective's completion model, scored by
 the MSE on the missing entries beside two baselines that need no model:
 
 - ``mse_interpolation``: each missing value linearly interpolated in time between the
@@ -7,10 +8,12 @@ the MSE on the missing entries beside two baselines that need no model:
 - ``mse_temporal_mean``: each missing value the mean of the observed values of its pixel;
 - ``mse_noise_fill``: uniform noise in the missing values.
 
-The chains start from noise (``fill = "noise"``) or from the interpolation (``fill =
-"interpolation"``: the sampler then refines the baseline); ``chains > 1`` averages several
+The chains start from noise (``fill = "noise"``) or from a baseline (``fill =
+"interpolation"`` or ``"mean"``: the sampler then refines it); ``chains > 1`` averages several
 completions, an estimate of the conditional mean, which minimises the expected MSE (one
-sample's error is about twice the conditional variance, the mean's once).
+sample's error is about twice the conditional variance, the mean's once). ``by =
+"objective"`` recovers by the objective's own completion model from that fill instead (e.g.
+``clip_completion_dsm``'s denoising step; no sampler needed).
 """
 
 from __future__ import annotations
@@ -39,8 +42,13 @@ class RecoverConfig:
     share: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
                                metadata={"doc": "missing = 'pixels': the share missing, in (0, 1)"})
     n: int = cfg.positive("held-out clips to recover (the first n)", default=64)
-    fill: Literal["noise", "interpolation"] = cfg.doc(
-        "what the missing values start from: U(−1, 1) noise, or the interpolation baseline", default="noise")
+    fill: Literal["noise", "interpolation", "mean"] = cfg.doc(
+        "what the missing values start from: U(−1, 1) noise, the interpolation baseline, or the temporal "
+        "mean baseline", default="noise")
+    by: Literal["sampler", "objective"] = cfg.doc(
+        "'sampler': the recipe's sampler (or `kernel`) on the energy, observed values held; 'objective': the "
+        "objective's own completion model from `fill` (e.g. clip_completion_dsm's denoising step)",
+        default="sampler")
     chains: int = cfg.positive("independent completions per clip, averaged (an estimate of the "
                                "conditional mean)", default=1)
     kernel: str | None = cfg.doc("a registered sampler for the recovery chains, built with `kernel_options` "
@@ -53,11 +61,14 @@ class RecoverConfig:
         metadata={"doc": "sampler steps (default: the sampler's n_steps)"})
     batch: int = cfg.positive("clips per chain batch", default=64)
     show: int = cfg.positive("clips in each block of the picture (original, observed, recovered, "
-                             "interpolation)", default=2)
+                             "interpolation, then the errors ×10 of the recovery, the interpolation and the "
+                             "temporal mean: black where exact)", default=2)
 
     def __attrs_post_init__(self):
         if self.kernel_options and self.kernel is None:
             raise ValueError("kernel_options needs kernel (the recipe's sampler keeps its own settings)")
+        if self.by == "objective" and self.kernel is not None:
+            raise ValueError("kernel is for by = 'sampler' (by = 'objective' recovers by the objective's model)")
 
 
 def missing_mask(shape: tuple[int, ...], how: str, share: float, rng: torch.Generator) -> Tensor:
@@ -101,6 +112,11 @@ def temporal_mean(x: Tensor, missing: Tensor) -> Tensor:
     return torch.where(missing, mean.expand_as(x), x)
 
 
+def _error(a: Tensor, b: Tensor, gain: float = 10.0) -> Tensor:
+    """|a − b|·gain as pictures in [−1, 1]: black where they agree, white at 0.2 apart (gain 10)."""
+    return ((a - b).abs() * gain * 2 - 1).clamp(max=1)
+
+
 def _mse(a: Tensor, b: Tensor, where: Tensor) -> float:
     return float(((a - b).pow(2) * where).sum() / where.sum().clamp(min=1))
 
@@ -119,24 +135,29 @@ class Recover(Task):
             raise EbmError(f"{who} needs clips (channels, frames, height, width), the data are {tuple(shape)}")
         if c.missing == "frames" and shape[1] < 3:
             raise EbmError(f"{who}: missing = 'frames' needs clips of at least 3 frames, these have {shape[1]}")
-        if c.kernel is None:
-            sampler = ctx.require("sampler", who)
+        if c.by == "objective":
+            sampler = None
+        elif c.kernel is None:
+            sampler = one_row_per_chain(ctx.require("sampler", who), who)
         else:  # a typo names kernel_options, not the recipe's [sampler]
             config = cfg.structured(dict(c.kernel_options), ctx.registry.get("sampler", c.kernel).config,
                                     f"kernel_options (kernel '{c.kernel}')")
-            sampler = ctx.make("sampler", c.kernel, config)
-        return cls(c, ctx.require("energy", who), one_row_per_chain(sampler, who), ctx.device)
+            sampler = one_row_per_chain(ctx.make("sampler", c.kernel, config), who)
+        return cls(c, ctx.require("energy", who), sampler, ctx.device)
 
-    def recover(self, x: Tensor, missing: Tensor, fill: Tensor, *, rng: torch.Generator) -> Tensor:
-        """The clips after chains from ``fill`` in the missing values (the mean of ``chains``
-        of them); observed values are those of ``x``, bit for bit."""
+    def recover(self, objective, x: Tensor, missing: Tensor, fill: Tensor, *, rng: torch.Generator) -> Tensor:
+        """The clips after chains (or the objective's completion) from ``fill`` in the missing
+        values (the mean of ``chains`` of them); observed values are those of ``x``, bit for bit."""
         start = torch.where(missing, fill, x)
         total = torch.zeros_like(x)
         for _ in range(self.c.chains):
             done = []
             for xs, ms in zip(start.split(self.c.batch), missing.split(self.c.batch), strict=True):
                 xs, ms = xs.to(self.device), ms.to(self.device)
-                done.append(self.sampler.run(xs, self.energy, self.c.n_steps, rng=rng, mask=~ms).cpu())
+                if self.sampler is None:
+                    done.append(objective.complete(xs, ms, rng=rng, n_steps=self.c.n_steps).cpu())
+                else:
+                    done.append(self.sampler.run(xs, self.energy, self.c.n_steps, rng=rng, mask=~ms).cpu())
             total += torch.cat(done)
         return torch.where(missing, total / self.c.chains, x)
 
@@ -148,11 +169,14 @@ class Recover(Task):
         missing = missing_mask(tuple(x.shape), self.c.missing, self.c.share, rng)
         lerp, mean = interpolated(x, missing), temporal_mean(x, missing)
         noise = torch.where(missing, torch.rand(x.shape, generator=rng, device=rng.device).cpu() * 2 - 1, x)
-        recovered = self.recover(x, missing, noise if self.c.fill == "noise" else lerp, rng=rng)
+        fill = {"noise": noise, "interpolation": lerp, "mean": mean}[self.c.fill]
+        recovered = self.recover(objective, x, missing, fill, rng=rng)
         k = min(self.c.show, len(x))
         observed = torch.where(missing, torch.zeros_like(x), x)  # missing shown grey
-        clips_png(torch.cat([x[:k], observed[:k], recovered[:k], lerp[:k]]), out / "recover.png", shown=4 * k)
+        shown = [x, observed, recovered, lerp, *(_error(y, x) for y in (recovered, lerp, mean))]
+        clips_png(torch.cat([y[:k] for y in shown]), out / "recover.png", shown=len(shown) * k)
         where = missing.to(x.dtype)
-        mse, mse_lerp = _mse(recovered, x, where), _mse(lerp, x, where)
-        return {"mse": mse, "mse_interpolation": mse_lerp, "mse_temporal_mean": _mse(mean, x, where),
-                "mse_noise_fill": _mse(noise, x, where), "vs_interpolation": mse / max(mse_lerp, 1e-12)}
+        mse, mse_lerp, mse_mean = _mse(recovered, x, where), _mse(lerp, x, where), _mse(mean, x, where)
+        return {"mse": mse, "mse_interpolation": mse_lerp, "mse_temporal_mean": mse_mean,
+                "mse_noise_fill": _mse(noise, x, where), "vs_interpolation": mse / max(mse_lerp, 1e-12),
+                "vs_temporal_mean": mse / max(mse_mean, 1e-12)}

@@ -262,12 +262,13 @@ def test_recover_keeps_observed_values_and_reports_the_baselines(tmp_path):
     for how in ("frames", "pixels"):
         task = Recover(RecoverConfig(missing=how, n=4), energy, sampler, "cpu")
         m = task.run(None, data, rng=torch.Generator().manual_seed(0), out=tmp_path)
-        assert set(m) == {"mse", "mse_interpolation", "mse_temporal_mean", "mse_noise_fill", "vs_interpolation"}
+        assert set(m) == {"mse", "mse_interpolation", "mse_temporal_mean", "mse_noise_fill", "vs_interpolation",
+                          "vs_temporal_mean"}
         assert m["mse_interpolation"] < m["mse_noise_fill"] and (tmp_path / "recover.png").exists()
         x = data.heldout().x
         gone = missing_mask(tuple(x.shape), how, 0.5, torch.Generator().manual_seed(1))
         start = torch.where(gone, torch.zeros_like(x), x)
-        done = task.recover(x, gone, start, rng=torch.Generator().manual_seed(2))
+        done = task.recover(None, x, gone, start, rng=torch.Generator().manual_seed(2))
         assert torch.equal(done[~gone], x[~gone]) and not torch.equal(done[gone], start[gone])
     with pytest.raises(EbmError, match="needs clips"):
         BuildContext(event_shape=(1, 8, 8)).build("task", "recover")
@@ -292,8 +293,8 @@ def test_recovery_from_the_interpolation_and_the_mean_of_several_chains(tmp_path
     lerp = interpolated(x, gone)
     walk = build("sampler", "langevin", n_steps=4, step_size=1e-30, noise=0.05)
     spread = {k: (Recover(RecoverConfig(missing="pixels", chains=k), energy, walk, "cpu")
-                  .recover(x, gone, lerp, rng=torch.Generator().manual_seed(3)) - lerp)[gone].pow(2).mean().item()
-              for k in (1, 16)}
+                  .recover(None, x, gone, lerp, rng=torch.Generator().manual_seed(3)) - lerp)[gone]
+              .pow(2).mean().item() for k in (1, 16)}
     assert spread[1] == pytest.approx(4 * 0.05**2, rel=0.1)
     assert spread[16] == pytest.approx(spread[1] / 16, rel=0.15)
 
