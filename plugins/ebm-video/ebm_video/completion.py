@@ -27,7 +27,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ebm_video.tasks import missing_mask, temporal_mean
+from ebm_video.tasks import missing_field, missing_mask, share_field, temporal_mean
 from ebmcore import Batch, Condition, EbmError, Energy, Objective, energy_and_grad
 from ebmcore import config as cfg
 from ebmcore.kit.layers import ACTIVATIONS
@@ -90,11 +90,8 @@ class ClipField(Energy):
 class ClipCompletionDSMConfig:
     """Denoising score matching of hidden frames or pixels given the rest; recovery by one denoising step."""
 
-    missing: Literal["frames", "pixels"] = cfg.doc(
-        "what each update hides, as the task 'recover': 'frames' (every other frame), 'pixels' (a random "
-        "`share` of each frame's)", default="frames")
-    share: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
-                               metadata={"doc": "missing = 'pixels': the share hidden, in (0, 1)"})
+    missing: Literal["frames", "pixels"] = missing_field()  # what each update hides, as the task 'recover'
+    share: float = share_field()
     sigma: float = cfg.positive("noise σ of the hidden values x̃ = x + σ·ε, and of the recovery's step "
                                 "x + σ²·s(x)", default=0.02)
 

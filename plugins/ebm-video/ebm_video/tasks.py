@@ -32,15 +32,23 @@ from ebmcore import config as cfg
 from ebmcore.kit.replicas import one_row_per_chain
 
 
+def missing_field() -> Any:
+    """What is missing in a clip (the task's setting, and what a completion objective hides)."""
+    return cfg.doc("'frames': every other frame missing (the first and last observed); 'pixels': a random "
+                   "`share` of the pixels of every frame", default="frames")
+
+
+def share_field() -> Any:
+    return attrs.field(default=0.5, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
+                       metadata={"doc": "missing = 'pixels': the share missing, in (0, 1)"})
+
+
 @attrs.frozen
 class RecoverConfig:
     """Recovery of held-out clips with frames or pixels missing, by masked sampling."""
 
-    missing: Literal["frames", "pixels"] = cfg.doc(
-        "'frames': every other frame missing (the first and last observed); 'pixels': a random "
-        "`share` of the pixels of every frame", default="frames")
-    share: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
-                               metadata={"doc": "missing = 'pixels': the share missing, in (0, 1)"})
+    missing: Literal["frames", "pixels"] = missing_field()
+    share: float = share_field()
     n: int = cfg.positive("held-out clips to recover (the first n)", default=64)
     fill: Literal["noise", "interpolation", "mean"] = cfg.doc(
         "what the missing values start from: U(−1, 1) noise, the interpolation baseline, or the temporal "
