@@ -45,7 +45,7 @@ def share_field() -> Any:
 
 @attrs.frozen
 class RecoverConfig:
-    """Recovery of held-out clips with frames or pixels missing, by masked sampling."""
+    """Recovery of held-out clips with frames or pixels missing, by masked sampling or the objective's model."""
 
     missing: Literal["frames", "pixels"] = missing_field()
     share: float = share_field()
