@@ -36,7 +36,7 @@ from ebmcore.kit.masks import completion_condition, missing_from_condition
 
 
 def _triple(_inst, _attr, value):
-    if len(value) != 3 or min(value) < 1 or min(value) % 2 == 0:
+    if len(value) != 3 or any(k < 1 or k % 2 == 0 for k in value):
         raise ValueError(f"must be an odd [time, height, width] kernel (the field keeps the clip's shape), "
                          f"got {list(value)}")
 

@@ -31,8 +31,9 @@ def test_the_field_sees_the_missing_values_and_the_observed_ones_only_through_it
         e(x, cond[:, :2])
     with pytest.raises(EbmError, match="clips"):
         BuildContext(event_shape=(1, 8, 8)).build("energy", "clip_field")
-    with pytest.raises(EbmError, match="odd"):
-        _field(kernel=[2, 3, 3])
+    for kernel, says in (([2, 3, 3], "odd"), ([3, 4, 3], "odd"), ([3, 3], "kernel: expected")):
+        with pytest.raises(EbmError, match=says):
+            _field(kernel=kernel)
 
 
 def _ramps(n: int, g: torch.Generator) -> torch.Tensor:
