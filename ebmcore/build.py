@@ -26,8 +26,7 @@ class BuildContext:
     ``event_shape`` and ``num_classes`` come from the data; ``built`` holds the components
     made so far by kind (an objective takes its energy, sampler and generator from it);
     ``registry`` is what this run may build (default: the installed plugins): a component
-    that builds another by name does it through the context it was given.
-    """
+    that builds another by name does it through the context it was given."""
 
     event_shape: tuple[int, ...] | None = None
     num_classes: int | None = None

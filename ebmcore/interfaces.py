@@ -202,6 +202,9 @@ class Objective(nn.Module):
     """A learning scheme. It owns the modules it trains and everything with state, so
     ``state_dict()`` is the whole model to checkpoint."""
 
+    #: :meth:`complete` works (tasks completing "by the objective" check it when they are built)
+    completes: bool = False
+
     @abc.abstractmethod
     def param_groups(self) -> dict[str, nn.Module]:
         """Modules trained by this objective, by group name (one optimizer per group)."""
@@ -215,8 +218,7 @@ class Objective(nn.Module):
         """``n`` samples from the model by fresh chains, for evaluation and ``ebm sample``."""
 
     def complete(self, x: Tensor, missing: Tensor, *, rng: torch.Generator, n_steps: int | None = None) -> Tensor:
-        """``x`` with its ``missing`` entries (bool, like x) filled by the model's own
-        completion (a completion-conditional model); others raise :class:`EbmError`."""
+        """``x`` with its ``missing`` entries (bool, like x) filled by the model (``completes``), or EbmError."""
         raise EbmError(f"objective {type(self).__name__} has no completion model")
 
 
@@ -224,10 +226,9 @@ class Task(abc.ABC):
     """Something done with a trained model: inpainting, denoising, out-of-distribution scores.
 
     A recipe holds any number of ``[tasks.<label>]`` tables. Tasks are built after the
-    objective (taking the energy or sampler they need from ``ctx.require``), run once at the
-    end of training after the final evaluation, and again by ``ebm eval RUN_DIR``. They hold
-    no state worth checkpointing.
-    """
+    objective (taking the energy, sampler or objective they need from ``ctx.require``), run
+    once at the end of training after the final evaluation, and again by ``ebm eval RUN_DIR``.
+    They hold no state worth checkpointing."""
 
     #: also run at every scored evaluation during training, its metrics in that record
     #: (a held-out likelihood followed as the model learns)

@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ebmcore.errors import EbmError
+
 Region = Literal["centre", "random", "bottom"]
 
 
@@ -51,3 +53,13 @@ def completion_condition(x: Tensor, missing: Tensor, dim: int = 1) -> Tensor:
 def missing_from_condition(cond: Tensor) -> Tensor:
     """The boolean missing mask ``(n, C, …)`` a :func:`completion_condition` was made from."""
     return (cond[:, -1:] > 0.5).expand_as(cond[:, :-1])
+
+
+def check_completes(ctx, who: str) -> None:
+    """For a task completing ``by = "objective"``: the recipe's objective must be a completion
+    model (:attr:`ebmcore.Objective.completes`), found when the task is built, not after training."""
+    objective = ctx.require("objective", who)
+    if not objective.completes:
+        raise EbmError(f"{who}: by = 'objective' needs an objective with a completion model (e.g. masked_mle, "
+                       f"point_completion_dsm, clip_completion_dsm, coop with a completion generator); "
+                       f"{type(objective).__name__} has none: use by = 'sampler'")

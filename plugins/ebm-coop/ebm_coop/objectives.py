@@ -200,6 +200,10 @@ class Cooperative(Objective):
     def sample(self, n, *, rng, cond=None):
         return self.sample_with_proposals(n, rng=rng, cond=cond)[1]
 
+    @property
+    def completes(self) -> bool:
+        return self.condition is Condition.COMPLETION
+
     def complete(self, x: Tensor, missing: Tensor, *, rng, n_steps: int | None = None) -> Tensor:
         """Fill the ``missing`` pixels of ``x`` (completion generators only)."""
         if self.condition is not Condition.COMPLETION:

@@ -29,7 +29,7 @@ from ebmcore import Condition, EbmError, Task, sampling_mode
 from ebmcore import config as cfg
 from ebmcore.errors import did_you_mean
 from ebmcore.kit.diagnostics import auroc
-from ebmcore.kit.masks import completion_condition, hole_mask
+from ebmcore.kit.masks import check_completes, completion_condition, hole_mask
 from ebmcore.kit.pictures import image_grid_png
 from ebmcore.kit.replicas import one_row_per_chain
 
@@ -128,6 +128,8 @@ class Inpaint(Task):
         limit = h if c.region == "bottom" else min(h, w)
         if c.hole >= limit:
             raise EbmError(f"{who}: hole = {c.hole} leaves nothing observed in {h}×{w} images")
+        if c.by == "objective":
+            check_completes(ctx, who)
         return cls(c, ctx.require("energy", who), one_row_per_chain(ctx.require("sampler", who), who), ctx.device)
 
     def complete(self, x: Tensor, missing: Tensor, *, rng: torch.Generator,

@@ -41,6 +41,8 @@ class MaskedMLEConfig:
 
 
 class MaskedMaximumLikelihood(Objective):
+    completes = True
+
     def __init__(self, energy, sampler, heldout: Tensor, c: MaskedMLEConfig, device):
         super().__init__()
         self.energy, self.sampler, self.c = energy, sampler, c

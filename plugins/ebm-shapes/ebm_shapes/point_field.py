@@ -108,6 +108,8 @@ class PointCompletionDSMConfig:
 
 
 class PointCompletionDSM(Objective):
+    completes = True
+
     def __init__(self, energy: Energy, c: PointCompletionDSMConfig, train: Tensor, heldout: Tensor, device):
         super().__init__()
         self.energy, self.c, self.clouds, self.heldout = energy, c, train, heldout

@@ -34,6 +34,7 @@ from ebm_shapes.points import PointCloudData, views_png
 from ebm_shapes.tasks import _OPTIONS_DOC, _kernel, _n_steps, _run_batches, _sampler
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
+from ebmcore.kit.masks import check_completes
 
 
 @attrs.frozen
@@ -110,6 +111,8 @@ class PointReconstruct(Task):
         who = "task 'pointcloud_reconstruct'"
         if not isinstance(ctx.require("data", who), PointCloudData):
             raise EbmError(f"{who} needs point clouds (data 'pointclouds')")
+        if c.by == "objective":
+            check_completes(ctx, who)
         sampler = _sampler(c, ctx, who) if c.by == "sampler" or c.frames else None  # chains: completion, pictures
         return cls(c, ctx.require("energy", who), sampler, ctx.require("generator", who), ctx.device)
 

@@ -59,6 +59,8 @@ def chain_start(x: Tensor, observed: Tensor, how: str, noise: float, rng: torch.
 
 
 class ConditionalMLE(Objective):
+    completes = True
+
     def __init__(self, energy, sampler, contexts: Batch, c: ConditionalMLEConfig, device):
         super().__init__()
         self.energy, self.sampler, self.c = energy, sampler, c

@@ -71,6 +71,8 @@ class RetrievalNCEConfig:
 
 
 class RetrievalNCE(Objective):
+    completes = True
+
     def __init__(self, energy, data: TrajectoryData, c: RetrievalNCEConfig, device):
         super().__init__()
         self.energy, self.data, self.c = energy, data, c

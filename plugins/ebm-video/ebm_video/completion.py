@@ -97,6 +97,8 @@ class ClipCompletionDSMConfig:
 
 
 class ClipCompletionDSM(Objective):
+    completes = True
+
     def __init__(self, energy: Energy, c: ClipCompletionDSMConfig, heldout: Tensor, device):
         super().__init__()
         self.energy, self.c, self.heldout = energy, c, heldout

@@ -29,6 +29,7 @@ from torch import Tensor
 from ebm_video.pictures import clips_png
 from ebmcore import EbmError, Task
 from ebmcore import config as cfg
+from ebmcore.kit.masks import check_completes
 from ebmcore.kit.replicas import one_row_per_chain
 
 
@@ -144,6 +145,7 @@ class Recover(Task):
         if c.missing == "frames" and shape[1] < 3:
             raise EbmError(f"{who}: missing = 'frames' needs clips of at least 3 frames, these have {shape[1]}")
         if c.by == "objective":
+            check_completes(ctx, who)
             sampler = None
         elif c.kernel is None:
             sampler = one_row_per_chain(ctx.require("sampler", who), who)

@@ -104,3 +104,10 @@ def test_a_two_step_run_recovers_by_the_objective_without_a_sampler(tmp_path):
     bad["energy"] = {"type": "stconvnet", "channels": [4], "kernels": [[3, 3, 3]], "strides": [[1, 2, 2]]}
     with pytest.raises(EbmError, match="clip_field"):
         run_recipe(bad, out=str(tmp_path / "d"), progress=False)
+    mle = bad | {"objective": {"type": "mle"}, "sampler": {"type": "langevin", "n_steps": 2},
+                 "generator": {"type": "uniform"}}  # no completion model: refused before training
+    with pytest.raises(EbmError, match=r"tasks\.recover.*completion model.*MaximumLikelihood"):
+        run_recipe(mle, out=str(tmp_path / "e"), progress=False)
+    assert not (tmp_path / "e" / "metrics.jsonl").exists()
+    mle["tasks"]["recover"]["by"] = "sampler"
+    assert "recover/mse" in run_recipe(mle, out=str(tmp_path / "f"), progress=False)
