@@ -13,18 +13,23 @@ field" was measured with it.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
+from ebmcore import EbmError
 from ebmcore.train.run import Run
 
 
 def score(run_dir: Path, *, n: int = 4, draws: int = 3) -> list[dict[str, float]]:
     """One row per mask draw: MSE ×10⁴ of the baselines, the steps from them and the control."""
+    from ebm_video import ClipCompletionDSM
     from ebm_video.tasks import interpolated, missing_mask, temporal_mean
 
     run = Run.open(run_dir)
+    if not isinstance(run.objective, ClipCompletionDSM):
+        raise EbmError(f"{run_dir} was trained by {type(run.objective).__name__}, not clip_completion_dsm")
     objective, c = run.objective, run.objective.c
     x, train = run.data.heldout().x[:n], run.data.dataset().x
     train = train[torch.arange(len(x)) % len(train)]  # as many training clips, for the control
@@ -53,7 +58,11 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=3, help="mask draws for missing = 'pixels'")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    for row in score(args.run_dir, n=args.n, draws=args.draws):
+    try:
+        rows = score(args.run_dir, n=args.n, draws=args.draws)
+    except EbmError as exc:
+        sys.exit(f"error: {exc}")
+    for row in rows:
         print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
 
 
