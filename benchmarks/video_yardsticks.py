@@ -9,8 +9,8 @@ sizes the data have), a Gaussian fitted to the training clips, that Gaussian plu
 of each ``--noise`` std (no model: what noise alone does to the number), the training clips plus
 that noise, and the run's ``objective.sample`` (its own samples; for a completion objective
 those are completions, not synthesis). A model beats the Gaussian only by more than the
-Gaussian's sd; where the Gaussian scores the floor at the larger size, no model can. docs/results.md "Can a model beat the Gaussian on the tree?" was
-measured with it.
+Gaussian's sd; where the Gaussian scores the floor at the larger size, no model can.
+docs/results.md "Can a model beat the Gaussian on the tree?" was measured with it.
 """
 
 from __future__ import annotations

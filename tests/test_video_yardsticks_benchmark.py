@@ -35,7 +35,8 @@ def test_the_benchmark_prints_each_kind_at_each_size_and_the_floor_true_to_the_m
     train = run.data.dataset().x
     whole = VideoMetrics(train, run.data.heldout().x).distance(train)
     # every draw of all 6 training clips is the training set reordered: no spread, the metric's own floor
-    mean, sd, low, high = (float(v) for v in next(row for row in table if row[:2] == ["training clips (floor)", "6"])[2:])
+    floor = next(row for row in table if row[:2] == ["training clips (floor)", "6"])
+    mean, sd, low, high = (float(v) for v in floor[2:])
     assert sd == 0 and low == high == pytest.approx(whole, abs=1e-3) and mean == pytest.approx(whole, abs=1e-3)
     no_samples = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "run"), "--sizes", "3", "--draws", "2",
                                  "--no-samples"], capture_output=True, text=True, timeout=300)
