@@ -34,13 +34,13 @@ def rows(run_dir: Path, *, sizes: tuple[int, ...] = (32, 256), draws: int = 8,
     (no training-clip rows at sizes larger than the data)."""
     from ebm_video.metrics import VideoMetrics
 
+    if min(*sizes, draws) < 2 or min(noise, default=0) < 0:
+        raise EbmError(f"--sizes and --draws must be at least 2 and --noise not negative, "
+                       f"got {list(sizes)}, {draws} and {list(noise)}")
     run = Run.open(run_dir)
     train, heldout = run.data.dataset().x, run.data.heldout().x
     if train.dim() != 5:
         raise EbmError(f"{run_dir}'s data are not clips (N, C, T, H, W): {tuple(train.shape)}")
-    if min(*sizes, draws) < 2 or min(noise, default=0) < 0:
-        raise EbmError(f"--sizes and --draws must be at least 2 and --noise not negative, "
-                       f"got {list(sizes)}, {draws} and {list(noise)}")
     metric, g = VideoMetrics(train, heldout), torch.Generator().manual_seed(0)
 
     def training(k: int) -> torch.Tensor | None:  # no repeats: more clips than the data have is None
@@ -64,8 +64,7 @@ def rows(run_dir: Path, *, sizes: tuple[int, ...] = (32, 256), draws: int = 8,
     out = []
     for name, draw in kinds:
         for size in sizes:
-            sets = [draw(size) for _ in range(draws)]
-            scores = [metric.distance(x) for x in sets if x is not None]
+            scores = [metric.distance(x) for x in (draw(size) for _ in range(draws)) if x is not None]
             if scores:
                 out.append({"clips": name, "n": size, "mean": statistics.mean(scores),
                             "sd": statistics.stdev(scores), "min": min(scores), "max": max(scores)})

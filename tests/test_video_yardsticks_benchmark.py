@@ -43,9 +43,19 @@ def test_the_benchmark_prints_each_kind_at_each_size_and_the_floor_true_to_the_m
     assert no_samples.returncode == 0 and "samples" not in no_samples.stdout, no_samples.stderr
 
 
-@pytest.mark.parametrize("args, says", [(["--draws", "1"], "at least 2"), (["--noise", "-0.1"], "not negative")])
+@pytest.mark.parametrize("args, says", [(["--draws", "1"], "at least 2"), (["--noise", "-0.1"], "not negative"),
+                                        ([], "none")])
 def test_the_benchmark_refuses_bad_options_and_a_missing_run(tmp_path, args, says):
-    run_recipe({**RECIPE, "run": {**RECIPE["run"], "steps": 1}}, out=str(tmp_path / "run"), progress=False)
-    for run_dir, expect in ((tmp_path / "run", says), (tmp_path / "none", "none")):
-        r = subprocess.run([sys.executable, SCRIPT, str(run_dir), *args], capture_output=True, text=True, timeout=300)
-        assert r.returncode == 1 and r.stderr.startswith("error:") and expect in r.stderr, r.stderr
+    # the options are checked before the run is opened: the directory need not exist for them
+    r = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "none"), *args], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and r.stderr.startswith("error:") and says in r.stderr, r.stderr
+
+
+def test_the_benchmark_refuses_a_run_of_another_modality(tmp_path):
+    run_recipe({"run": {"seed": 0, "steps": 1, "eval_samples": 2}, "data": {"type": "toy2d", "batch_size": 8},
+                "energy": {"type": "mlp", "hidden": [4]}, "sampler": {"type": "langevin", "n_steps": 1},
+                "generator": {"type": "uniform"}, "objective": {"type": "mle"}}, out=str(tmp_path / "toy"),
+               progress=False)
+    r = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "toy")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "not clips" in r.stderr, r.stderr
