@@ -1,6 +1,7 @@
 """Score matching for ebm: energies learned through their score s = −∇ₓE, with no MCMC in
 training — denoising (``dsm``), sliced (``ssm``) and noise-conditional multi-level (``ncsn``)
-score matching — and NCSN's annealed Langevin sampler (``annealed_score_langevin``)."""
+score matching — NCSN's annealed Langevin sampler (``annealed_score_langevin``) and a
+denoiser-residual energy of images for it (``residual_cnn``)."""
 
 from ebm_score.annealed import (
     AnnealedScoreInfo,
@@ -8,6 +9,7 @@ from ebm_score.annealed import (
     AnnealedScoreLangevinConfig,
     AnnealedScoreState,
 )
+from ebm_score.energies import ResidualCNN, ResidualCNNConfig
 from ebm_score.ladder import sigmas
 from ebm_score.ncsn import NCSN, NCSNConfig
 from ebm_score.objectives import (
@@ -20,8 +22,8 @@ from ebmcore import Component, hookimpl
 from ebmcore.kit.losses import denoising_loss, score
 
 __all__ = ["NCSN", "AnnealedScoreInfo", "AnnealedScoreLangevin", "AnnealedScoreLangevinConfig", "AnnealedScoreState",
-           "DSMConfig", "DenoisingScoreMatching", "NCSNConfig", "SSMConfig", "SlicedScoreMatching", "denoising_loss",
-           "score", "sigmas"]
+           "DSMConfig", "DenoisingScoreMatching", "NCSNConfig", "ResidualCNN", "ResidualCNNConfig", "SSMConfig",
+           "SlicedScoreMatching", "denoising_loss", "score", "sigmas"]
 
 
 @hookimpl
@@ -31,6 +33,7 @@ def ebm_components():
         Component("objective", "dsm", DSMConfig, DenoisingScoreMatching.from_config, requires=chains),
         Component("objective", "ssm", SSMConfig, SlicedScoreMatching.from_config, requires=chains),
         Component("objective", "ncsn", NCSNConfig, NCSN.from_config, requires=chains),
+        Component("energy", "residual_cnn", ResidualCNNConfig, ResidualCNN.from_config),
         Component("sampler", "annealed_score_langevin", AnnealedScoreLangevinConfig,
                   AnnealedScoreLangevin.from_config),
     ]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ebm_score.annealed import AnnealedScoreLangevin
+from ebm_score.energies import ResidualCNN
 from ebm_score.ladder import (
     check_ladder,
     levels_field,
@@ -42,6 +43,14 @@ class NCSNConfig:
         check_ladder(self.sigma_max, self.sigma_min)
 
 
+def _same_ladder(section: str, must: str, theirs: dict, ours: dict) -> None:
+    """Refuse a component whose ladder (sigma_max, sigma_min, levels) is not the objective's."""
+    differ = [f"$.{section}.{k} = {theirs[k]!r} but $.objective.{k} = {v!r}"
+              for k, v in ours.items() if theirs[k] != v]
+    if differ:
+        raise EbmError(f"{must} the ladder objective 'ncsn' learns: {'; '.join(differ)}")
+
+
 class NCSN(ScoreObjective):
     name = "ncsn"
 
@@ -49,17 +58,15 @@ class NCSN(ScoreObjective):
                  levels: int = 10, antithetic: bool = False, sample_steps: int | None = None):
         if energy.condition is not Condition.LEVEL:
             raise EbmError(f"objective 'ncsn' needs an energy conditioned on the noise level ($.energy.type = "
-                           f"'level_mlp' or 'level_cnn': condition = 'level'), got {type(energy).__name__} with "
-                           f"condition = '{energy.condition.value}'")
+                           f"'level_mlp', 'level_cnn' or 'residual_cnn': condition = 'level'), got "
+                           f"{type(energy).__name__} with condition = '{energy.condition.value}'")
+        ours = {"sigma_max": sigma_max, "sigma_min": sigma_min, "levels": levels}
         if isinstance(sampler, AnnealedScoreLangevin):
-            ours = {"sigma_max": sigma_max, "sigma_min": sigma_min, "levels": levels}
             c = sampler.config
-            theirs = {"sigma_max": c.sigma_max, "sigma_min": c.sigma_min, "levels": c.levels}
-            differ = [f"$.sampler.{k} = {theirs[k]!r} but $.objective.{k} = {ours[k]!r}"
-                      for k in ours if theirs[k] != ours[k]]
-            if differ:
-                raise EbmError("sampler 'annealed_score_langevin' must anneal over the ladder objective 'ncsn' "
-                               f"learns: {'; '.join(differ)}")
+            _same_ladder("sampler", "sampler 'annealed_score_langevin' must anneal over",
+                         {"sigma_max": c.sigma_max, "sigma_min": c.sigma_min, "levels": c.levels}, ours)
+        if isinstance(energy, ResidualCNN):
+            _same_ladder("energy", "energy 'residual_cnn' must scale by", energy.ladder, ours)
         super().__init__(energy, sampler, generator, sample_steps=sample_steps)
         self.levels, self.antithetic = levels, antithetic
         # deterministic from the config: not checkpointed, but moved with the module
