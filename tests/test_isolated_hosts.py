@@ -133,6 +133,7 @@ CASES = {
     ("objective", "ncsn"): {"data": VECTORS, "energy": ("level_mlp", {}), "sampler": SAMPLER, "generator": NOISE,
                             "objective": ("ncsn", {})},
     ("sampler", "annealed_score_langevin"): {"sampler": ("annealed_score_langevin", {})},
+    ("energy", "residual_cnn"): {"data": IMAGES, "energy": ("residual_cnn", {"channels": 4})},
     ("objective", "fce"): {"data": VECTORS, "energy": ENERGY, "objective": ("fce", {"flow_layers": 2})},
     ("energy", "tilted_flow"): {"data": VECTORS, "energy": TILTED},
     ("objective", "snis_mle"): {"data": VECTORS, "energy": TILTED, "objective": ("snis_mle", {"proposals": 8})},
