@@ -20,6 +20,15 @@ TINY = {
     "optim": {"energy": {"type": "adam", "lr": 1e-3, "betas": [0.0, 0.999]}},
 }
 
+# A tiny stconvnet recipe on moving digits (a second per step): a run with clips to read back
+TINY_CLIPS = {
+    "run": {"seed": 0, "steps": 2, "eval_samples": 2},
+    "data": {"type": "moving_digits", "n": 6, "heldout": 3, "size": 12, "digit": 6, "clip": 4, "batch_size": 3},
+    "energy": {"type": "stconvnet", "channels": [2], "kernels": [[3, 3, 3]], "strides": [[1, 2, 2]]},
+    "sampler": {"type": "langevin", "n_steps": 1}, "generator": {"type": "uniform"},
+    "objective": {"type": "mle"},
+}
+
 
 def write_recipe(path: Path, data: dict) -> Path:
     path.write_text(tomli_w.dumps(data))

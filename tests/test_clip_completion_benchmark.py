@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from support import ROOT
+from support import ROOT, TINY_CLIPS
 
 from ebmcore.train import run_recipe
 from ebmcore.train.run import Run
@@ -40,13 +40,7 @@ def test_the_benchmark_scores_each_mask_draw_beside_the_baselines(tmp_path, miss
 
 
 def test_the_benchmark_refuses_a_run_of_another_objective_and_a_missing_directory(tmp_path):
-    recipe = {"run": {"seed": 0, "steps": 1, "eval_samples": 2},
-              "data": {"type": "moving_digits", "n": 4, "heldout": 2, "size": 12, "digit": 6, "clip": 3,
-                       "batch_size": 2},
-              "energy": {"type": "stconvnet", "channels": [2], "kernels": [[3, 3, 3]], "strides": [[1, 2, 2]]},
-              "sampler": {"type": "langevin", "n_steps": 1}, "generator": {"type": "uniform"},
-              "objective": {"type": "mle"}}
-    run_recipe(recipe, out=str(tmp_path / "mle"), progress=False)
+    run_recipe({**TINY_CLIPS, "run": {**TINY_CLIPS["run"], "steps": 1}}, out=str(tmp_path / "mle"), progress=False)
     for run_dir, says in ((tmp_path / "mle", "not clip_completion_dsm"), (tmp_path / "none", "none")):
         r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "clip_completion.py"), str(run_dir)],
                            capture_output=True, text=True, timeout=300)

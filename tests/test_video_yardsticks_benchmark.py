@@ -5,24 +5,18 @@ import subprocess
 import sys
 
 import pytest
-from support import ROOT
+from support import ROOT, TINY_CLIPS
 
 from ebmcore.train import run_recipe
 from ebmcore.train.run import Run
 
 SCRIPT = str(ROOT / "benchmarks" / "video_yardsticks.py")
-RECIPE = {"run": {"seed": 0, "steps": 2, "eval_samples": 2},
-          "data": {"type": "moving_digits", "n": 6, "heldout": 3, "size": 12, "digit": 6, "clip": 4,
-                   "batch_size": 3},
-          "energy": {"type": "stconvnet", "channels": [2], "kernels": [[3, 3, 3]], "strides": [[1, 2, 2]]},
-          "sampler": {"type": "langevin", "n_steps": 1}, "generator": {"type": "uniform"},
-          "objective": {"type": "mle"}}
 
 
 def test_the_benchmark_prints_each_kind_at_each_size_and_the_floor_true_to_the_metric(tmp_path):
     from ebm_video.metrics import VideoMetrics
 
-    run_recipe(RECIPE, out=str(tmp_path / "run"), progress=False)
+    run_recipe(TINY_CLIPS, out=str(tmp_path / "run"), progress=False)
     r = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "run"), "--sizes", "3", "6", "9", "--draws", "3",
                         "--noise", "0.01"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
